@@ -1,0 +1,1 @@
+"""custlab feature_repo room."""

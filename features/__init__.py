@@ -1,0 +1,1 @@
+"""Raw customer data in, point-in-time features and labels out."""

@@ -1,0 +1,1 @@
+"""custlab monitoring room."""

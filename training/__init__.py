@@ -1,0 +1,1 @@
+"""custlab training room."""
