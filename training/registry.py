@@ -1,0 +1,102 @@
+"""MLflow wiring: where runs go, how models are registered, and the promotion gate."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from custlab.settings import Settings
+from features.errors import CustlabError
+
+logger = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+class GateFailed(CustlabError):
+    """The challenger did not clear the promotion gate; the message says by how much."""
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promoted: bool
+    reason: str
+
+
+def use_tracking(settings: Settings, experiment: str) -> str:
+    """Point MLflow at the profile's tracking store and select ``experiment``, creating it
+    with artifacts under the profile's artifact root. Returns the experiment id."""
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        location = (settings.mlflow_artifact_root / experiment).as_uri()
+        experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
+    else:
+        experiment_id = found.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def champion_uri(model_name: str) -> str:
+    return f"models:/{model_name}@{CHAMPION}"
+
+
+def load_champion(model_name: str) -> tuple[lgb.Booster, str]:
+    """The champion's native LightGBM booster and its registry version.
+
+    Raises:
+        CustlabError: No version of ``model_name`` holds the champion alias.
+    """
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        raise CustlabError(
+            f"no '{CHAMPION}' version of model '{model_name}' in the registry; "
+            f"train it first (custlab train --task {model_name.removeprefix('custlab-')})"
+        ) from None
+    booster = mlflow.lightgbm.load_model(f"models:/{model_name}/{version.version}")
+    return booster, version.version
+
+
+def check_gate(
+    metric: str,
+    challenger: float,
+    champion: float | None,
+    baselines: dict[str, float],
+    margin: float,
+) -> str:
+    """The promotion gate: the challenger beats every baseline, and the champion (scored on
+    the same test window) by ``margin``.
+
+    Returns:
+        Why the challenger passes.
+
+    Raises:
+        GateFailed: Naming the number that failed and by how much.
+    """
+    for name, value in baselines.items():
+        if challenger <= value:
+            raise GateFailed(
+                f"{metric} {challenger:.4f} does not beat baseline {name} ({value:.4f}) "
+                f"by {value - challenger:.4f}"
+            )
+    if champion is None:
+        return f"no champion yet; {metric} {challenger:.4f} beats every baseline"
+    if challenger < champion + margin:
+        raise GateFailed(
+            f"{metric} {challenger:.4f} is below champion {champion:.4f} + margin {margin} "
+            f"by {champion + margin - challenger:.4f}"
+        )
+    return f"{metric} {challenger:.4f} beats champion {champion:.4f} by more than {margin}"
+
+
+def set_alias(model_name: str, alias: str, version: str) -> None:
+    MlflowClient().set_registered_model_alias(model_name, alias, version)

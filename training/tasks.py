@@ -1,0 +1,61 @@
+"""Task specs: what each customer model predicts, over which horizon, judged by what.
+
+Horizons and definitions live here as parameters, not as literals in the code that
+builds labels or fits models.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.errors import CustlabError
+
+TaskName = Literal["churn"]
+
+
+class TaskSpec(BaseModel):
+    """One customer model: its label, objective, feature service and the metric that
+    decides tuning and promotion."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: TaskName
+    label: str
+    objective: Literal["binary"]
+    feature_service: str = Field(description="Versioned Feast feature service it trains on.")
+    horizon_days: int = Field(gt=0, description="How far after the as-of date the label looks.")
+    active_window_days: int = Field(gt=0, description="Who is eligible at the as-of date.")
+    primary_metric: str = Field(description="Higher is better; tuning and the gate use it.")
+    promotion_margin: float = Field(
+        0.002, ge=0.0, description="How much the challenger must beat the champion by."
+    )
+
+    @property
+    def registered_model(self) -> str:
+        return f"custlab-{self.name}"
+
+
+TASKS: dict[str, TaskSpec] = {
+    "churn": TaskSpec(
+        name="churn",
+        label="churned",
+        objective="binary",
+        feature_service="churn_v1",
+        horizon_days=90,
+        active_window_days=365,
+        primary_metric="roc_auc",
+    ),
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    """Look up a task spec by name.
+
+    Raises:
+        CustlabError: ``name`` is not a known task; the message lists the known ones.
+    """
+    if name not in TASKS:
+        raise CustlabError(f"unknown task '{name}'; known tasks: {', '.join(TASKS)}")
+    return TASKS[name]
