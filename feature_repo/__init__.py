@@ -1,1 +1,1 @@
-"""custlab feature_repo room."""
+"""The declarative Feast repository of custlab (definitions and per-profile configs)."""

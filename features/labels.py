@@ -51,6 +51,36 @@ class OrderIndex:
         return np.searchsorted(self._keys, cust * self._span + seconds, side="left")
 
 
+def active_customers(
+    orders: pd.DataFrame, as_of: pd.DatetimeIndex, window_days: int
+) -> pd.DataFrame:
+    """Customers with an order in ``[t - window, t)``, for each as-of date ``t``.
+
+    Returns:
+        ``customer_id`` and ``event_timestamp`` (= t), one row per active customer per date.
+    """
+    purchases = orders[~orders["is_return"]] if "is_return" in orders else orders
+    ts = purchases["order_ts"]
+    window = pd.Timedelta(days=window_days)
+    frames = [
+        pd.DataFrame(
+            {
+                ENTITY_KEY: pd.unique(purchases.loc[(ts >= t - window) & (ts < t), ENTITY_KEY]),
+                EVENT_TIMESTAMP: t,
+            }
+        )
+        for t in as_of
+    ]
+    if not frames:
+        return pd.DataFrame(
+            {
+                ENTITY_KEY: pd.Series(dtype=str),
+                EVENT_TIMESTAMP: pd.Series(dtype="datetime64[ns, UTC]"),
+            }
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
 def churn_labels(
     orders: pd.DataFrame,
     as_of: pd.DatetimeIndex,
@@ -75,25 +105,9 @@ def churn_labels(
     index = OrderIndex(orders)
     end = observation_end or index.observation_end
     horizon = pd.Timedelta(days=horizon_days)
-    matured = [t for t in as_of if t + horizon <= end]
-    purchases = orders[~orders["is_return"]] if "is_return" in orders else orders
-    frames = []
-    for t in matured:
-        window_start = t - pd.Timedelta(days=active_window_days)
-        seen = purchases.loc[
-            (purchases["order_ts"] >= window_start) & (purchases["order_ts"] < t), ENTITY_KEY
-        ]
-        ids = pd.Series(pd.unique(seen))
-        if ids.empty:
-            continue
-        start = pd.Series(t, index=ids.index)
-        after = index.count_between(ids, start, start + horizon)
-        frames.append(
-            pd.DataFrame({ENTITY_KEY: ids, EVENT_TIMESTAMP: t, "churned": (after == 0).astype(np.int8)})
-        )
-    if not frames:
-        return pd.DataFrame(
-            {ENTITY_KEY: pd.Series(dtype=str), EVENT_TIMESTAMP: pd.Series(dtype="datetime64[ns, UTC]"),
-             "churned": pd.Series(dtype=np.int8)}
-        )
-    return pd.concat(frames, ignore_index=True)
+    matured = pd.DatetimeIndex([t for t in as_of if t + horizon <= end])
+    labels = active_customers(orders, matured, active_window_days)
+    after = index.count_between(
+        labels[ENTITY_KEY], labels[EVENT_TIMESTAMP], labels[EVENT_TIMESTAMP] + horizon
+    )
+    return labels.assign(churned=(after == 0).astype(np.int8))

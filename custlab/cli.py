@@ -1,0 +1,137 @@
+"""The ``custlab`` command: one subcommand per stage, each a thin shell over a function in
+:mod:`custlab.pipeline`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from custlab.settings import Settings
+from features.errors import CustlabError
+
+app = typer.Typer(
+    name="custlab",
+    help="ML experimentation and model serving for customer analytics.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Customers = Annotated[int, typer.Option(help="Simulated customers.", min=10)]
+Weeks = Annotated[int, typer.Option(help="Simulated weeks.", min=30)]
+Seed = Annotated[int, typer.Option(help="Random seed.", min=0)]
+Trials = Annotated[int, typer.Option(help="Optuna trials.", min=1)]
+Timeout = Annotated[float, typer.Option(help="Stop tuning after this many seconds.", min=1)]
+Task = Annotated[str, typer.Option(help="Task to train: churn.")]
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _run(step, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - a pass-through
+    """Call a pipeline step; turn custlab's errors into one line and exit code 2."""
+    try:
+        return step(*args, **kwargs)
+    except CustlabError as error:
+        typer.echo(f"custlab: error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """ML experimentation and model serving for customer analytics."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    from custlab.pipeline import quiet_libraries
+
+    quiet_libraries()
+
+
+@app.command()
+def simulate(
+    customers: Customers = 30_000, weeks: Weeks = 104, seed: Seed = 7
+) -> None:
+    """Simulate a customer world and write its raw tables and ground truth."""
+    from custlab import pipeline
+    from features.simulate import WorldSpec
+
+    _run(pipeline.simulate, _settings(), WorldSpec(customers=customers, weeks=weeks, seed=seed))
+
+
+@app.command()
+def features(
+    raw: Annotated[
+        Path | None, typer.Option(help="Folder of raw contract tables (default: the home's).")
+    ] = None,
+) -> None:
+    """Build point-in-time snapshots, write the Feast offline table, apply and materialize."""
+    from custlab import pipeline
+
+    _run(pipeline.build_features, _settings(), raw)
+
+
+@app.command()
+def train(task: Task = "churn", trials: Trials = 20, timeout: Timeout = 900.0) -> None:
+    """Tune, train, evaluate and register a model; promote it if it passes the gate."""
+    from custlab import pipeline
+    from training.tune import TuneSpec
+
+    outcome = _run(
+        pipeline.train, _settings(), task, TuneSpec(n_trials=trials, timeout_seconds=timeout)
+    )
+    typer.echo(pipeline.describe_training(outcome))
+
+
+@app.command()
+def monitor(task: Task = "churn") -> None:
+    """Write the drift report of the latest week against the champion's training window."""
+    from custlab import pipeline
+
+    report = _run(pipeline.monitor, _settings(), task)
+    typer.echo(f"drift report: {report.html}")
+
+
+@app.command()
+def serve(
+    port: Annotated[int | None, typer.Option(help="Port (default: settings).")] = None,
+) -> None:
+    """Serve every champion with BentoML (blocks until stopped)."""
+    settings = _settings()
+    serving_root = Path(__file__).resolve().parent.parent
+    command = [
+        sys.executable, "-m", "bentoml", "serve", "serving.service:CustomerScoring",
+        "--host", settings.serve_host, "--port", str(port or settings.serve_port),
+        "--working-dir", str(serving_root),
+    ]
+    os.execv(sys.executable, command)
+
+
+@app.command()
+def demo(
+    customers: Customers = 30_000,
+    weeks: Weeks = 104,
+    seed: Seed = 7,
+    trials: Trials = 12,
+    timeout: Timeout = 240.0,
+) -> None:
+    """Run the main job: simulate, build features, train churn, check drift, summarize."""
+    from custlab import pipeline
+    from features.simulate import WorldSpec
+    from training.tune import TuneSpec
+
+    summary = _run(
+        pipeline.demo,
+        _settings(),
+        WorldSpec(customers=customers, weeks=weeks, seed=seed),
+        TuneSpec(n_trials=trials, timeout_seconds=timeout),
+    )
+    typer.echo(summary)

@@ -1,0 +1,138 @@
+"""The end-to-end job: the rooms called in order, and what flows between them.
+
+Each step takes settings and typed specs and returns what it made; the CLI and the
+MLproject entry points call these and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from custlab.settings import Settings
+from features.contract import read_raw_tables
+from features.simulate import World, WorldSpec, simulate_world
+from features.snapshots import build_snapshots
+from features.store import open_store, publish_snapshots
+from features.tables import replace_folder
+from monitoring.weekly import MonitorReport, monitor_task
+from training.dataset import training_frame
+from training.split import SplitSpec
+from training.tasks import get_task
+from training.train import TrainOutcome, train_task
+from training.tune import TuneSpec
+
+logger = logging.getLogger("custlab")
+
+
+def quiet_libraries() -> None:
+    """Keep the libraries' routine INFO chatter out of custlab's progress lines."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name in ("mlflow", "alembic", "feast", "evidently", "bentoml", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextmanager
+def step(name: str) -> Iterator[None]:
+    """Log the start and the duration of a long step."""
+    logger.info("%s ...", name)
+    started = time.perf_counter()
+    yield
+    logger.info("%s done in %.1fs", name, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class FeatureBuild:
+    rows: int
+    customers: int
+    first_as_of: pd.Timestamp
+    last_as_of: pd.Timestamp
+
+
+def simulate(settings: Settings, spec: WorldSpec) -> World:
+    """Simulate a world; write its raw tables and its ground truth under the home."""
+    with step(f"simulate {spec.customers:,} customers over {spec.weeks} weeks"):
+        world = simulate_world(spec)
+        replace_folder(settings.raw_dir, world.tables())
+        replace_folder(settings.home / "truth", {"latent_states": world.latent_states})
+    return world
+
+
+def build_features(settings: Settings, raw_dir: Path | None = None) -> FeatureBuild:
+    """Snapshots from the raw tables, published to the offline and online stores."""
+    with step("build point-in-time snapshots"):
+        tables = read_raw_tables(raw_dir or settings.raw_dir)
+        snapshots = build_snapshots(tables["orders"], tables.get("customers"))
+    with step("publish to Feast (apply, materialize)"):
+        publish_snapshots(settings, snapshots)
+    stamps = snapshots["event_timestamp"]
+    return FeatureBuild(
+        len(snapshots), snapshots["customer_id"].nunique(), stamps.min(), stamps.max()
+    )
+
+
+def train(
+    settings: Settings, task_name: str, tune: TuneSpec, split: SplitSpec | None = None
+) -> TrainOutcome:
+    """Training frame from Feast, then tune, fit, evaluate, register and gate."""
+    task = get_task(task_name)
+    store = open_store(settings)
+    with step(f"{task.name}: training frame from Feast"):
+        frame, features = training_frame(settings, store, task)
+    with step(f"{task.name}: {tune.n_trials} Optuna trials, final fit, registration"):
+        return train_task(task, frame, features, settings, tune, split or SplitSpec())
+
+
+def monitor(settings: Settings, task_name: str) -> MonitorReport:
+    """Drift of the latest week against the champion's training window."""
+    with step(f"{task_name}: drift report"):
+        return monitor_task(settings, get_task(task_name))
+
+
+def describe_training(outcome: TrainOutcome) -> str:
+    lines = [f"custlab-{outcome.task} v{outcome.model_version} (run {outcome.run_id})"]
+    lines.append("  test   " + "  ".join(f"{k} {v:.4f}" for k, v in outcome.metrics.items()))
+    for name, metrics in outcome.baseline_metrics.items():
+        lines.append(f"  {name:<14}" + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    verdict = "promoted to champion" if outcome.promoted else "not promoted"
+    lines.append(f"  {verdict}: {outcome.reason}")
+    return "\n".join(lines)
+
+
+def demo(settings: Settings, world: WorldSpec, tune: TuneSpec) -> str:
+    """The main job on the embedded profile; returns the closing summary."""
+    started = time.perf_counter()
+    simulate(settings, world)
+    build = build_features(settings)
+    outcome = train(settings, "churn", tune)
+    report = monitor(settings, "churn")
+    home = settings.home.resolve()
+    drifted = ", ".join(report.summary.drifted_columns) or "none"
+    return "\n".join(
+        [
+            "",
+            f"custlab demo finished in {time.perf_counter() - started:.0f}s",
+            f"features: {build.rows:,} snapshot rows for {build.customers:,} customers, "
+            f"{build.first_as_of:%Y-%m-%d} .. {build.last_as_of:%Y-%m-%d}",
+            describe_training(outcome),
+            f"drift, latest week vs training window: {100 * report.summary.share_drifted:.0f}% "
+            f"of columns drifted ({drifted})",
+            "",
+            "next:",
+            f"  MLflow UI      .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}",
+            "  serve          .venv/bin/custlab serve",
+            f"  score          curl -s -X POST http://{settings.serve_host}:{settings.serve_port}"
+            "/v1/churn -H 'content-type: application/json' "
+            f"-d '{{\"customer_ids\": [\"{report.example_customer}\"]}}'",
+            f"  drift report   {report.html}",
+            f"  clean up       rm -rf {home}",
+        ]
+    )

@@ -1,0 +1,44 @@
+"""Writing tables so that a failure never leaves half a result behind."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> Path:
+    """Write ``frame`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
+        tmp = Path(handle.name)
+    try:
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def replace_folder(folder: Path, tables: dict[str, pd.DataFrame]) -> Path:
+    """Replace ``folder`` with one holding ``<name>.parquet`` for each table.
+
+    The tables are written to a sibling folder first and swapped in only once all of
+    them are on disk, so readers see the old set or the new set, never a mix.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+    try:
+        for name, frame in tables.items():
+            frame.to_parquet(staging / f"{name}.parquet", index=False)
+        retired = folder.with_name(f".{folder.name}-retired")
+        if folder.exists():
+            shutil.rmtree(retired, ignore_errors=True)
+            folder.rename(retired)
+        staging.rename(folder)
+        shutil.rmtree(retired, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder

@@ -1,0 +1,76 @@
+"""The weekly check of one task: this week's rows against the champion's training window."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+
+from custlab.settings import Settings
+from features.contract import ENTITY_KEY, EVENT_TIMESTAMP, read_raw_tables
+from features.labels import active_customers
+from features.store import read_snapshots
+from monitoring.drift import DriftSummary, drift_report
+from training.registry import CHAMPION, load_champion, use_tracking
+from training.tasks import TaskSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MonitorReport:
+    html: Path
+    summary: DriftSummary
+    example_customer: str
+
+
+def _window(tag: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    first, last = tag.split("..")
+    return pd.Timestamp(first, tz="UTC"), pd.Timestamp(last, tz="UTC")
+
+
+def monitor_task(settings: Settings, task: TaskSpec) -> MonitorReport:
+    """Drift report of the newest as-of week against the champion's training window.
+
+    Both sides hold the customers the task scores (for churn: active ones), with the
+    champion's prediction as one more column, so a shift in who is scored and a shift
+    in what the model says are both visible.
+    """
+    use_tracking(settings, task.registered_model)
+    booster, version = load_champion(task.registered_model)
+    tags = MlflowClient().get_model_version(task.registered_model, version).tags
+    start, end = _window(tags["train_window"])
+    features = list(booster.feature_name())
+
+    snapshots = read_snapshots(settings)
+    orders = read_raw_tables(settings.raw_dir)["orders"]
+    latest = snapshots[EVENT_TIMESTAMP].max()
+    train_dates = pd.DatetimeIndex(
+        sorted(d for d in snapshots[EVENT_TIMESTAMP].unique() if start <= d <= end)
+    )
+    eligible = active_customers(
+        orders, train_dates.append(pd.DatetimeIndex([latest])), task.active_window_days
+    )
+    rows = snapshots.merge(eligible, on=[ENTITY_KEY, EVENT_TIMESTAMP])
+    rows["prediction"] = np.asarray(booster.predict(rows[features]))
+    current = rows[rows[EVENT_TIMESTAMP] == latest]
+    reference = rows[rows[EVENT_TIMESTAMP] != latest]
+
+    out_dir = settings.reports_dir / task.name / f"{latest:%Y-%m-%d}"
+    summary = drift_report(
+        reference, current, numerical=features + ["prediction"], categorical=[], out_dir=out_dir,
+        seed=settings.seed,
+    )
+    logger.info(
+        "%s@%s v%s: reference %d rows, current %d rows (week of %s)",
+        task.registered_model, CHAMPION, version, len(reference), len(current), f"{latest:%Y-%m-%d}",
+    )
+    return MonitorReport(
+        html=out_dir / "drift.html",
+        summary=summary,
+        example_customer=str(current[ENTITY_KEY].iloc[0]),
+    )

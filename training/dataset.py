@@ -1,0 +1,46 @@
+"""Training frames: labels from raw orders joined point in time to Feast features."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+from feast import FeatureStore
+
+from custlab.settings import Settings
+from features.contract import EVENT_TIMESTAMP, read_raw_tables
+from features.errors import CustlabError
+from features.labels import churn_labels
+from features.store import historical_features, read_snapshots, service_features
+from training.tasks import TaskSpec
+
+logger = logging.getLogger(__name__)
+
+
+def training_frame(
+    settings: Settings, store: FeatureStore, task: TaskSpec
+) -> tuple[pd.DataFrame, list[str]]:
+    """Label every eligible customer at every published as-of date whose horizon has
+    passed, and fetch their features from the offline store as of that date.
+
+    Returns:
+        The labelled frame and the feature names of the task's feature service.
+
+    Raises:
+        CustlabError: No as-of date has a matured label.
+    """
+    orders = read_raw_tables(settings.raw_dir)["orders"]
+    as_of = pd.DatetimeIndex(sorted(read_snapshots(settings)[EVENT_TIMESTAMP].unique()))
+    labels = churn_labels(orders, as_of, task.horizon_days, task.active_window_days)
+    if labels.empty:
+        raise CustlabError(
+            f"no as-of date has a matured {task.name} label: the history must span more "
+            f"than the {task.horizon_days}-day horizon"
+        )
+    frame = historical_features(store, labels, task.feature_service)
+    features = service_features(store.get_feature_service(task.feature_service))
+    logger.info(
+        "training frame: %d rows over %d as-of dates, %.1f%% positive",
+        len(frame), frame[EVENT_TIMESTAMP].nunique(), 100 * frame[task.label].mean(),
+    )
+    return frame, features
