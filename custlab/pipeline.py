@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from sqlalchemy.exc import SADeprecationWarning
 
 from custlab.settings import Settings
 from features.contract import read_raw_tables
@@ -38,6 +40,10 @@ def quiet_libraries() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for name in ("mlflow", "alembic", "feast", "evidently", "bentoml", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # MLflow warns when the venv has no pip; the model's requirements are stated explicitly.
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+    # MLflow's SQLAlchemy store uses a loader option SQLAlchemy has deprecated.
+    warnings.filterwarnings("ignore", category=SADeprecationWarning)
 
 
 @contextmanager
@@ -86,9 +92,9 @@ def train(
     task = get_task(task_name)
     store = open_store(settings)
     with step(f"{task.name}: training frame from Feast"):
-        frame, features = training_frame(settings, store, task)
+        frame, features, plan = training_frame(settings, store, task, split or SplitSpec())
     with step(f"{task.name}: {tune.n_trials} Optuna trials, final fit, registration"):
-        return train_task(task, frame, features, settings, tune, split or SplitSpec())
+        return train_task(task, frame, features, settings, tune, plan)
 
 
 def monitor(settings: Settings, task_name: str) -> MonitorReport:

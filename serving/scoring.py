@@ -28,6 +28,7 @@ class LoadedModel:
     version: str
     booster: lgb.Booster
     tier_thresholds: dict[str, float]  # tier -> lowest score in that tier, e.g. {"high": 0.8}
+    feature_service: str
 
     @property
     def feature_names(self) -> list[str]:

@@ -27,7 +27,7 @@ from training.registry import (
     set_alias,
     use_tracking,
 )
-from training.split import SplitSpec, time_split
+from training.split import PARTS, SplitPlan
 from training.tasks import TaskSpec
 from training.tune import TuneSpec, tune_task
 
@@ -68,7 +68,7 @@ def train_task(
     feature_names: Sequence[str],
     settings: Settings,
     tune: TuneSpec,
-    split: SplitSpec,
+    plan: SplitPlan,
 ) -> TrainOutcome:
     """Train one task on a labelled, point-in-time feature frame and register the result.
 
@@ -82,15 +82,15 @@ def train_task(
         feature_names: Model inputs, in the order serving must supply them.
         settings: Where MLflow and Optuna keep their state.
         tune: Optuna budget.
-        split: Split sizes.
+        plan: The as-of dates of each split.
     """
     features = list(feature_names)
     missing = sorted(set(features + [task.label, EVENT_TIMESTAMP]) - set(frame.columns))
     if missing:
         raise CustlabError(f"training frame lacks column(s) {', '.join(missing)}")
-    parts = time_split(frame, task.horizon_days, split)
-    fit = pd.concat([parts.train, parts.valid], ignore_index=True)
-    windows = {part: parts.window(part) for part in ("train", "valid", "test")}
+    train, valid, test = (plan.part(frame, part) for part in PARTS)
+    fit = pd.concat([train, valid], ignore_index=True)
+    windows = {part: plan.window(part) for part in PARTS}
     use_tracking(settings, task.registered_model)
 
     with mlflow.start_run(run_name=f"{task.name}-{windows['test'][1]:%Y-%m-%d}") as run:
@@ -100,7 +100,7 @@ def train_task(
                 "feature_service": task.feature_service,
                 "horizon_days": task.horizon_days,
                 "n_features": len(features),
-                **{f"rows_{p}": len(getattr(parts, p)) for p in ("train", "valid", "test")},
+                **{f"rows_{p}": len(rows) for p, rows in zip(PARTS, (train, valid, test), strict=True)},
                 **{f"{p}_window": f"{a:%Y-%m-%d}..{b:%Y-%m-%d}" for p, (a, b) in windows.items()},
             }
         )
@@ -108,8 +108,8 @@ def train_task(
             study_name=f"{task.registered_model}-{windows['test'][1]:%Y%m%d}",
             storage=settings.optuna_storage,
             objective=task.objective,
-            train=(parts.train[features], parts.train[task.label]),
-            valid=(parts.valid[features], parts.valid[task.label]),
+            train=(train[features], train[task.label]),
+            valid=(valid[features], valid[task.label]),
             spec=tune,
             seed=settings.seed,
         )
@@ -121,10 +121,10 @@ def train_task(
             num_boost_round=max(study.best_iteration, 1),
         )
 
-        y_test = parts.test[task.label].to_numpy()
-        score = np.asarray(booster.predict(parts.test[features]))
+        y_test = test[task.label].to_numpy()
+        score = np.asarray(booster.predict(test[features]))
         metrics = binary_metrics(y_test, score)
-        baselines = churn_baselines(fit, task.label, parts.test)
+        baselines = churn_baselines(fit, task.label, test)
         baseline_metrics = {name: binary_metrics(y_test, s) for name, s in baselines.items()}
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         for name, values in baseline_metrics.items():
@@ -136,10 +136,12 @@ def train_task(
             "feature_importance_gain.json",
         )
 
-        example = parts.test[features].head(5)
+        example = test[features].head(5)
         info = mlflow.lightgbm.log_model(
             booster,
             name="model",
+            # Stating the requirement spares MLflow seconds of probing the environment.
+            pip_requirements=[f"lightgbm=={lgb.__version__}"],
             signature=infer_signature(example, booster.predict(example)),
             input_example=example,
             registered_model_name=task.registered_model,
@@ -159,7 +161,7 @@ def train_task(
         set_alias(task.registered_model, CHALLENGER, version)
 
         try:
-            champion_value = _champion_metric(task, parts.test)
+            champion_value = _champion_metric(task, test)
             reason = check_gate(
                 task.primary_metric,
                 metrics[task.primary_metric],

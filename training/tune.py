@@ -79,8 +79,9 @@ def tune_task(
     """
     # Without feature_pre_filter=False, trials with a smaller min_data_in_leaf than the
     # first one would silently reuse the first trial's feature filtering.
-    train_set = lgb.Dataset(*train, params={"feature_pre_filter": False}, free_raw_data=False)
-    valid_set = lgb.Dataset(*valid, reference=train_set, free_raw_data=False)
+    dataset_params = {"feature_pre_filter": False}
+    train_set = lgb.Dataset(*train, params=dataset_params, free_raw_data=False)
+    valid_set = lgb.Dataset(*valid, reference=train_set, params=dataset_params, free_raw_data=False)
     y_valid = valid[1].to_numpy()
 
     def run_trial(trial: optuna.Trial) -> float:

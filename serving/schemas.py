@@ -1,0 +1,67 @@
+"""Request and response models of the scoring API: bounds are declared here once."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+
+from features.snapshots import FEATURE_DESCRIPTIONS
+
+MAX_BATCH = 1000
+
+# Validation errors name the field but never repeat the value: ids are customer data.
+_REQUEST_CONFIG = ConfigDict(extra="forbid", hide_input_in_errors=True, frozen=True)
+
+CustomerId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")
+]
+
+
+class ChurnRequest(BaseModel):
+    """Customers to score; their features come from the online store."""
+
+    model_config = _REQUEST_CONFIG
+
+    customer_ids: list[CustomerId] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+FeatureRow = create_model(
+    "FeatureRow",
+    __config__=_REQUEST_CONFIG,
+    **{
+        name: (float | None, Field(None, description=description, allow_inf_nan=False))
+        for name, description in FEATURE_DESCRIPTIONS.items()
+    },
+)
+FeatureRow.__doc__ = "Feature values of one customer; a missing feature is unknown."
+
+
+class ChurnFeaturesRequest(BaseModel):
+    """Feature rows to score as they are, without the feature store."""
+
+    model_config = _REQUEST_CONFIG
+
+    rows: list[FeatureRow] = Field(min_length=1, max_length=MAX_BATCH)  # type: ignore[valid-type]
+
+
+class ReasonCode(BaseModel):
+    feature: str
+    value: float | None
+    contribution: float = Field(description="Push of this feature on the score (log-odds).")
+
+
+class Prediction(BaseModel):
+    customer_id: str | None = None
+    score: float | None = Field(description="Probability of churn in the horizon.")
+    tier: str | None = Field(description="high, medium or low risk.")
+    action: str | None = Field(description="What to do for a customer in this tier.")
+    reasons: list[ReasonCode] = Field(description="Features that raise the risk most.")
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ScoringResponse(BaseModel):
+    model: str
+    model_version: str
+    feature_service: str
+    predictions: list[Prediction]

@@ -1,0 +1,125 @@
+"""The BentoML service: loads every champion once at start, then validates, fetches
+features, scores and logs. The scoring itself lives in :mod:`serving.scoring`.
+
+Run it with ``custlab serve`` (which checks the registry first) or
+``bentoml serve serving.service:CustomerScoring``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import bentoml
+import numpy as np
+import pandas as pd
+
+from custlab.settings import Settings
+from features.store import open_store, online_features
+from serving.models import load_champion_model
+from serving.predictions import PredictionLog
+from serving.schemas import (
+    ChurnFeaturesRequest,
+    ChurnRequest,
+    Prediction,
+    ReasonCode,
+    ScoringResponse,
+)
+from serving.scoring import LoadedModel, Score, score_rows
+from training.tasks import get_task
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_CUSTOMER = "unknown_customer: no features in the online store; not scored"
+OUTSIDE_POPULATION = (
+    "outside_population: no order in the last 52 weeks; the churn model is trained on "
+    "active customers"
+)
+# A customer whose newest row is this much older than the newest snapshot the store
+# holds missed a weekly refresh: the score still comes, with a warning.
+STALE_AFTER = timedelta(days=7)
+
+
+def _prediction(customer_id: str | None, score: Score, warnings: list[str]) -> Prediction:
+    return Prediction(
+        customer_id=customer_id,
+        score=round(score.score, 6),
+        tier=score.tier,
+        action=score.action,
+        reasons=[ReasonCode(**vars(reason)) for reason in score.reasons],
+        warnings=warnings,
+    )
+
+
+def _log_records(
+    ids: list[str | None], rows: pd.DataFrame, predictions: list[Prediction], source: str
+) -> list[dict[str, Any]]:
+    features = rows.astype(object).where(rows.notna(), None).to_dict("records")
+    return [
+        {"customer_id": cid, "source": source, "score": p.score, "tier": p.tier, "features": f}
+        for cid, p, f in zip(ids, predictions, features, strict=True)
+    ]
+
+
+@bentoml.service(workers=1, traffic={"timeout": 10})
+class CustomerScoring:
+    """Online scoring of every task with a champion: answers carry the model version, the
+    score, a decision tier with its action, reason codes and warnings."""
+
+    def __init__(self) -> None:
+        settings = Settings()
+        self.task = get_task("churn")
+        self.model: LoadedModel = load_champion_model(settings, self.task)
+        self.store = open_store(settings)
+        view_ends = [
+            view.most_recent_end_time
+            for view in self.store.list_feature_views()
+            if view.most_recent_end_time is not None
+        ]
+        self.features_as_of = max(view_ends).timestamp() if view_ends else None
+        self.log = PredictionLog(settings.prediction_log_dir)
+        logger.info("serving %s v%s", self.model.name, self.model.version)
+
+    def _respond(self, predictions: list[Prediction]) -> ScoringResponse:
+        return ScoringResponse(
+            model=self.model.name,
+            model_version=self.model.version,
+            feature_service=self.model.feature_service,
+            predictions=predictions,
+        )
+
+    @bentoml.api(route="/v1/churn")
+    def churn(self, request: ChurnRequest, /) -> ScoringResponse:
+        """Churn risk of customers, from their latest features in the online store."""
+        ids = list(request.customer_ids)
+        rows, stamps = online_features(self.store, self.model.feature_service, ids)
+        known = stamps > 0
+        scores = iter(score_rows(self.model, rows[known]) if known.any() else [])
+        predictions = []
+        for cid, is_known, stamp in zip(ids, known, stamps, strict=True):
+            if not is_known:
+                predictions.append(
+                    Prediction(customer_id=cid, score=None, tier=None, action=None,
+                               reasons=[], warnings=[UNKNOWN_CUSTOMER])
+                )
+                continue
+            warnings = []
+            if rows.at[len(predictions), "orders_52w"] == 0:
+                warnings.append(OUTSIDE_POPULATION)
+            if self.features_as_of and stamp < self.features_as_of - STALE_AFTER.total_seconds():
+                age = (self.features_as_of - stamp) / 86_400
+                warnings.append(f"stale_features: {age:.0f} days older than the latest snapshot")
+            predictions.append(_prediction(cid, next(scores), warnings))
+        self.log.append(self.task.name, _log_records(ids, rows, predictions, "online"))
+        return self._respond(predictions)
+
+    @bentoml.api(route="/v1/churn/features")
+    def churn_features(self, request: ChurnFeaturesRequest, /) -> ScoringResponse:
+        """Churn risk of feature rows given in the request."""
+        rows = pd.DataFrame([row.model_dump() for row in request.rows], dtype=np.float64)
+        predictions = [_prediction(None, s, []) for s in score_rows(self.model, rows)]
+        self.log.append(
+            self.task.name, _log_records([None] * len(rows), rows, predictions, "features")
+        )
+        return self._respond(predictions)
