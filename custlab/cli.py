@@ -6,13 +6,18 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 
 from custlab.settings import Settings
 from features.errors import CustlabError
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 app = typer.Typer(
     name="custlab",
@@ -34,7 +39,7 @@ def _settings() -> Settings:
     return Settings()
 
 
-def _run(step, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - a pass-through
+def _run(step: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Call a pipeline step; turn custlab's errors into one line and exit code 2."""
     try:
         return step(*args, **kwargs)
@@ -51,15 +56,16 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    from custlab.pipeline import quiet_libraries
-
+    # Importing the ML stack emits deprecation notices from inside its dependencies
+    # (and feast resets the warning filters on import); none are actionable here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from custlab.pipeline import quiet_libraries
     quiet_libraries()
 
 
 @app.command()
-def simulate(
-    customers: Customers = 30_000, weeks: Weeks = 104, seed: Seed = 7
-) -> None:
+def simulate(customers: Customers = 30_000, weeks: Weeks = 104, seed: Seed = 7) -> None:
     """Simulate a customer world and write its raw tables and ground truth."""
     from custlab import pipeline
     from features.simulate import WorldSpec
@@ -105,12 +111,23 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default: settings).")] = None,
 ) -> None:
     """Serve every champion with BentoML (blocks until stopped)."""
+    from custlab import pipeline
+
     settings = _settings()
+    _run(pipeline.check_serving, settings)
     serving_root = Path(__file__).resolve().parent.parent
     command = [
-        sys.executable, "-m", "bentoml", "serve", "serving.service:CustomerScoring",
-        "--host", settings.serve_host, "--port", str(port or settings.serve_port),
-        "--working-dir", str(serving_root),
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "serving.service:CustomerScoring",
+        "--host",
+        settings.serve_host,
+        "--port",
+        str(port or settings.serve_port),
+        "--working-dir",
+        str(serving_root),
     ]
     os.execv(sys.executable, command)
 

@@ -25,6 +25,7 @@ from features.store import open_store, publish_snapshots
 from features.tables import replace_folder
 from monitoring.weekly import MonitorReport, monitor_task
 from training.dataset import training_frame
+from training.registry import champion_version, use_tracking
 from training.split import SplitSpec
 from training.tasks import get_task
 from training.train import TrainOutcome, train_task
@@ -42,8 +43,14 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     # MLflow warns when the venv has no pip; the model's requirements are stated explicitly.
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
-    # MLflow's SQLAlchemy store uses a loader option SQLAlchemy has deprecated.
+    # Deprecations raised inside dependencies (MLflow's SQLAlchemy store, Evidently's UI
+    # stack, Feast's query engines) say nothing a custlab user can act on.
     warnings.filterwarnings("ignore", category=SADeprecationWarning)
+    warnings.filterwarnings(
+        "ignore",
+        category=DeprecationWarning,
+        module=r"(litestar|evidently|pathspec|ibis|dask|_bentoml_sdk|bentoml)(\.|$)",
+    )
 
 
 @contextmanager
@@ -103,6 +110,13 @@ def monitor(settings: Settings, task_name: str) -> MonitorReport:
         return monitor_task(settings, get_task(task_name))
 
 
+def check_serving(settings: Settings) -> None:
+    """Fail fast, before a server starts, when a served model has no champion."""
+    task = get_task("churn")
+    use_tracking(settings, task.registered_model)
+    champion_version(task.registered_model)
+
+
 def describe_training(outcome: TrainOutcome) -> str:
     lines = [f"custlab-{outcome.task} v{outcome.model_version} (run {outcome.run_id})"]
     lines.append("  test   " + "  ".join(f"{k} {v:.4f}" for k, v in outcome.metrics.items()))
@@ -133,11 +147,12 @@ def demo(settings: Settings, world: WorldSpec, tune: TuneSpec) -> str:
             f"of columns drifted ({drifted})",
             "",
             "next:",
-            f"  MLflow UI      .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}",
+            "  MLflow UI      .venv/bin/mlflow ui --backend-store-uri "
+            + settings.mlflow_tracking_uri,
             "  serve          .venv/bin/custlab serve",
             f"  score          curl -s -X POST http://{settings.serve_host}:{settings.serve_port}"
             "/v1/churn -H 'content-type: application/json' "
-            f"-d '{{\"customer_ids\": [\"{report.example_customer}\"]}}'",
+            f'-d \'{{"customer_ids": ["{report.example_customer}"]}}\'',
             f"  drift report   {report.html}",
             f"  clean up       rm -rf {home}",
         ]

@@ -13,7 +13,6 @@ import pandas as pd
 from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
 
 
-
 class OrderIndex:
     """Orders sorted by (customer, time), answering window questions for many
     (customer, as-of) pairs at once with binary search instead of joins.

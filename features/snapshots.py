@@ -113,9 +113,7 @@ def build_snapshots(
     if customers is not None:
         signup = np.full(n, np.inf)
         signup_idx = ids.get_indexer(customers[ENTITY_KEY])
-        signup[signup_idx] = (
-            (customers["signup_ts"] - origin) / pd.Timedelta(days=1)
-        ).to_numpy()
+        signup[signup_idx] = ((customers["signup_ts"] - origin) / pd.Timedelta(days=1)).to_numpy()
         known_from = np.fmin(signup, first_day)
     else:
         known_from = first_day

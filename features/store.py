@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import string
-import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,14 +29,14 @@ logger = logging.getLogger(__name__)
 SNAPSHOTS_TABLE = "customer_snapshots.parquet"
 _ROW = "__row"
 
-# `import feast` resets warning filters to show every DeprecationWarning once; these come
-# from its dependencies, not from custlab, and say nothing a user can act on.
-warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(ibis|dask|pandas)(\.|$)")
-
 
 def repo_config(settings: Settings) -> RepoConfig:
     """Read the profile's ``feature_store.yaml`` and fill its placeholders from settings."""
-    name = "feature_store.yaml" if settings.profile == "local" else f"feature_store.{settings.profile}.yaml"
+    name = (
+        "feature_store.yaml"
+        if settings.profile == "local"
+        else f"feature_store.{settings.profile}.yaml"
+    )
     template = (Path(feature_repo.__file__).parent / name).read_text()
     text = string.Template(template).substitute(
         CUSTLAB_FEAST_DIR=str(settings.feast_dir.resolve()),
@@ -97,9 +96,7 @@ def publish_snapshots(settings: Settings, snapshots: pd.DataFrame) -> FeatureSto
     return store
 
 
-def historical_features(
-    store: FeatureStore, entity_df: pd.DataFrame, service: str
-) -> pd.DataFrame:
+def historical_features(store: FeatureStore, entity_df: pd.DataFrame, service: str) -> pd.DataFrame:
     """Point-in-time join of a feature service onto ``entity_df`` (customer_id,
     event_timestamp, anything else passes through), in the input's row order.
 
@@ -152,5 +149,7 @@ def online_features(
     ).to_dict(include_event_timestamps=True)
     names = service_features(feature_service)
     frame = pd.DataFrame({name: response[name] for name in names}, dtype=np.float64)
-    stamps = np.max([np.asarray(response[f"{name}__ts"], dtype=np.float64) for name in names], axis=0)
+    stamps = np.max(
+        [np.asarray(response[f"{name}__ts"], dtype=np.float64) for name in names], axis=0
+    )
     return frame, stamps

@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from evidently import DataDefinition, Dataset, Report
-from evidently.presets import DataDriftPreset
 
 logger = logging.getLogger(__name__)
 
@@ -19,8 +17,16 @@ logger = logging.getLogger(__name__)
 # score reaches the threshold, p-value tests when it falls below. The report's own tests
 # (include_tests=True) are authoritative where present; this only backs them up.
 _DISTANCE_METHODS = {
-    "wasserstein", "wasserstein distance (normed)", "jensenshannon", "jensen-shannon distance",
-    "psi", "hellinger", "hellinger distance", "kl_div", "kullback-leibler divergence", "ed",
+    "wasserstein",
+    "wasserstein distance (normed)",
+    "jensenshannon",
+    "jensen-shannon distance",
+    "psi",
+    "hellinger",
+    "hellinger distance",
+    "kl_div",
+    "kullback-leibler divergence",
+    "ed",
     "energy-distance",
 }
 
@@ -91,6 +97,10 @@ def drift_report(
     The reference is sampled down to ``max_reference_rows``: drift tests on tens of
     thousands of rows already resolve small shifts, and the report stays fast.
     """
+    # Evidently takes seconds to import; only this function needs it.
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
     columns = numerical + categorical
     if len(reference) > max_reference_rows:
         reference = reference.sample(max_reference_rows, random_state=seed)
@@ -106,6 +116,8 @@ def drift_report(
     (out_dir / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
     logger.info(
         "drift: %d of %d columns drifted (%.0f%%)",
-        len(summary.drifted_columns), len(summary.columns), 100 * summary.share_drifted,
+        len(summary.drifted_columns),
+        len(summary.columns),
+        100 * summary.share_drifted,
     )
     return summary

@@ -62,12 +62,21 @@ def monitor_task(settings: Settings, task: TaskSpec) -> MonitorReport:
 
     out_dir = settings.reports_dir / task.name / f"{latest:%Y-%m-%d}"
     summary = drift_report(
-        reference, current, numerical=features + ["prediction"], categorical=[], out_dir=out_dir,
+        reference,
+        current,
+        numerical=features + ["prediction"],
+        categorical=[],
+        out_dir=out_dir,
         seed=settings.seed,
     )
     logger.info(
         "%s@%s v%s: reference %d rows, current %d rows (week of %s)",
-        task.registered_model, CHAMPION, version, len(reference), len(current), f"{latest:%Y-%m-%d}",
+        task.registered_model,
+        CHAMPION,
+        version,
+        len(reference),
+        len(current),
+        f"{latest:%Y-%m-%d}",
     )
     return MonitorReport(
         html=out_dir / "drift.html",

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from custlab.settings import Settings
-from features.store import open_store, online_features
+from features.store import online_features, open_store
 from serving.models import load_champion_model
 from serving.predictions import PredictionLog
 from serving.schemas import (
@@ -97,15 +97,22 @@ class CustomerScoring:
         known = stamps > 0
         scores = iter(score_rows(self.model, rows[known]) if known.any() else [])
         predictions = []
-        for cid, is_known, stamp in zip(ids, known, stamps, strict=True):
+        active = rows["orders_52w"].to_numpy() > 0
+        for cid, is_known, is_active, stamp in zip(ids, known, active, stamps, strict=True):
             if not is_known:
                 predictions.append(
-                    Prediction(customer_id=cid, score=None, tier=None, action=None,
-                               reasons=[], warnings=[UNKNOWN_CUSTOMER])
+                    Prediction(
+                        customer_id=cid,
+                        score=None,
+                        tier=None,
+                        action=None,
+                        reasons=[],
+                        warnings=[UNKNOWN_CUSTOMER],
+                    )
                 )
                 continue
             warnings = []
-            if rows.at[len(predictions), "orders_52w"] == 0:
+            if not is_active:
                 warnings.append(OUTSIDE_POPULATION)
             if self.features_as_of and stamp < self.features_as_of - STALE_AFTER.total_seconds():
                 age = (self.features_as_of - stamp) / 86_400

@@ -31,8 +31,8 @@ def training_frame(
     Raises:
         CustlabError: No as-of date has a matured label.
     """
-    orders = read_raw_tables(settings.raw_dir)["orders"]
     as_of = pd.DatetimeIndex(sorted(read_snapshots(settings)[EVENT_TIMESTAMP].unique()))
+    orders = read_raw_tables(settings.raw_dir)["orders"]
     labels = churn_labels(orders, as_of, task.horizon_days, task.active_window_days)
     if labels.empty:
         raise CustlabError(
@@ -45,6 +45,8 @@ def training_frame(
     features = service_features(store.get_feature_service(task.feature_service))
     logger.info(
         "training frame: %d rows over %d as-of dates, %.1f%% positive",
-        len(frame), frame[EVENT_TIMESTAMP].nunique(), 100 * frame[task.label].mean(),
+        len(frame),
+        frame[EVENT_TIMESTAMP].nunique(),
+        100 * frame[task.label].mean(),
     )
     return frame, features, plan

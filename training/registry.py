@@ -48,22 +48,30 @@ def champion_uri(model_name: str) -> str:
     return f"models:/{model_name}@{CHAMPION}"
 
 
+def champion_version(model_name: str) -> str:
+    """The registry version that holds the champion alias.
+
+    Raises:
+        CustlabError: No version of ``model_name`` holds it.
+    """
+    try:
+        version = MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        raise CustlabError(
+            f"no '{CHAMPION}' version of model '{model_name}' in the registry; "
+            f"train it first (custlab train --task {model_name.removeprefix('custlab-')})"
+        ) from None
+    return str(version.version)
+
+
 def load_champion(model_name: str) -> tuple[lgb.Booster, str]:
     """The champion's native LightGBM booster and its registry version.
 
     Raises:
         CustlabError: No version of ``model_name`` holds the champion alias.
     """
-    client = MlflowClient()
-    try:
-        version = client.get_model_version_by_alias(model_name, CHAMPION)
-    except MlflowException:
-        raise CustlabError(
-            f"no '{CHAMPION}' version of model '{model_name}' in the registry; "
-            f"train it first (custlab train --task {model_name.removeprefix('custlab-')})"
-        ) from None
-    booster = mlflow.lightgbm.load_model(f"models:/{model_name}/{version.version}")
-    return booster, version.version
+    version = champion_version(model_name)
+    return mlflow.lightgbm.load_model(f"models:/{model_name}/{version}"), version
 
 
 def check_gate(

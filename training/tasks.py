@@ -28,6 +28,11 @@ class TaskSpec(BaseModel):
     horizon_days: int = Field(gt=0, description="How far after the as-of date the label looks.")
     active_window_days: int = Field(gt=0, description="Who is eligible at the as-of date.")
     primary_metric: str = Field(description="Higher is better; tuning and the gate use it.")
+    monotone: dict[str, Literal[-1, 1]] = Field(
+        default_factory=dict,
+        description="Features the score may only rise (1) or only fall (-1) with: domain "
+        "knowledge the model must respect whatever the sample says.",
+    )
     promotion_margin: float = Field(
         0.002, ge=0.0, description="How much the challenger must beat the champion by."
     )
@@ -46,6 +51,8 @@ TASKS: dict[str, TaskSpec] = {
         horizon_days=90,
         active_window_days=365,
         primary_metric="roc_auc",
+        # Longer since the last order never lowers churn risk.
+        monotone={"recency_days": 1},
     ),
 }
 

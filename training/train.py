@@ -29,7 +29,7 @@ from training.registry import (
 )
 from training.split import PARTS, SplitPlan
 from training.tasks import TaskSpec
-from training.tune import TuneSpec, tune_task
+from training.tune import TuneSpec, base_params, tune_task
 
 logger = logging.getLogger(__name__)
 
@@ -100,14 +100,18 @@ def train_task(
                 "feature_service": task.feature_service,
                 "horizon_days": task.horizon_days,
                 "n_features": len(features),
-                **{f"rows_{p}": len(rows) for p, rows in zip(PARTS, (train, valid, test), strict=True)},
+                **{
+                    f"rows_{p}": len(rows)
+                    for p, rows in zip(PARTS, (train, valid, test), strict=True)
+                },
                 **{f"{p}_window": f"{a:%Y-%m-%d}..{b:%Y-%m-%d}" for p, (a, b) in windows.items()},
             }
         )
         study = tune_task(
             study_name=f"{task.registered_model}-{windows['test'][1]:%Y%m%d}",
             storage=settings.optuna_storage,
-            objective=task.objective,
+            fixed_params=base_params(task.objective, settings.seed)
+            | {"monotone_constraints": [task.monotone.get(f, 0) for f in features]},
             train=(train[features], train[task.label]),
             valid=(valid[features], valid[task.label]),
             spec=tune,

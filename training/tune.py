@@ -65,7 +65,7 @@ def suggest_params(trial: optuna.Trial) -> dict[str, Any]:
 def tune_task(
     study_name: str,
     storage: str,
-    objective: str,
+    fixed_params: dict[str, Any],
     train: tuple[pd.DataFrame, pd.Series],
     valid: tuple[pd.DataFrame, pd.Series],
     spec: TuneSpec,
@@ -73,9 +73,10 @@ def tune_task(
 ) -> TuneResult:
     """Run (or resume) an Optuna study maximizing validation ROC-AUC.
 
-    Each trial fits LightGBM with early stopping on ``valid`` and is logged as a nested
-    MLflow run under the active run. The study lives in ``storage``, so a second call
-    with the same name continues it instead of starting over.
+    Each trial fits LightGBM (``fixed_params`` plus the sampled ones) with early stopping
+    on ``valid`` and is logged as a nested MLflow run under the active run. The study
+    lives in ``storage``, so a second call with the same name continues it instead of
+    starting over.
     """
     # Without feature_pre_filter=False, trials with a smaller min_data_in_leaf than the
     # first one would silently reuse the first trial's feature filtering.
@@ -85,7 +86,7 @@ def tune_task(
     y_valid = valid[1].to_numpy()
 
     def run_trial(trial: optuna.Trial) -> float:
-        params = base_params(objective, seed) | suggest_params(trial)
+        params = fixed_params | suggest_params(trial)
         booster = lgb.train(
             params,
             train_set,
@@ -101,7 +102,9 @@ def tune_task(
             mlflow.log_metrics({f"valid_{k}": v for k, v in metrics.items()})
         logger.info(
             "trial %d: valid roc_auc %.4f (%d rounds)",
-            trial.number, metrics["roc_auc"], booster.best_iteration,
+            trial.number,
+            metrics["roc_auc"],
+            booster.best_iteration,
         )
         return metrics["roc_auc"]
 
@@ -115,7 +118,7 @@ def tune_task(
     study.optimize(run_trial, n_trials=spec.n_trials, timeout=spec.timeout_seconds)
     best = study.best_trial
     return TuneResult(
-        params=base_params(objective, seed) | best.params | {"bagging_freq": 1},
+        params=fixed_params | best.params | {"bagging_freq": 1},
         best_iteration=int(best.user_attrs["best_iteration"]),
         best_value=float(best.value),
         n_trials=len(study.trials),

@@ -1,0 +1,3 @@
+from custlab.cli import app
+
+app()

@@ -1,0 +1,58 @@
+"""Shared fixtures: a small simulated world, and one whole demo run the serving and
+integration tests share (training once per session keeps the suite fast)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from custlab.settings import Settings
+from features.simulate import World, WorldSpec, simulate_world
+
+SMALL_WORLD = WorldSpec(customers=1500, weeks=70, seed=11)
+
+
+@pytest.fixture(scope="session")
+def small_world() -> World:
+    return simulate_world(SMALL_WORLD)
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A home where the whole demo ran: raw tables, Feast stores, a champion, a report.
+
+    The service reads its settings from the environment, as it does under
+    ``bentoml serve``, so the home is exported for the session.
+    """
+    from custlab import pipeline
+    from training.tune import TuneSpec
+
+    home = tmp_path_factory.mktemp("custlab-home")
+    previous = os.environ.get("CUSTLAB_HOME")
+    os.environ["CUSTLAB_HOME"] = str(home)
+    pipeline.quiet_libraries()
+    pipeline.demo(Settings(), SMALL_WORLD, TuneSpec(n_trials=2, max_rounds=200))
+    yield home
+    if previous is None:
+        os.environ.pop("CUSTLAB_HOME", None)
+    else:
+        os.environ["CUSTLAB_HOME"] = previous
+
+
+@pytest.fixture(scope="session")
+def asgi_app(demo_home: Path) -> Starlette:
+    """The service's ASGI app, built once: BentoML registers metrics per build."""
+    from serving.service import CustomerScoring
+
+    return CustomerScoring.to_asgi()
+
+
+@pytest.fixture(scope="session")
+def client(asgi_app: Starlette) -> Iterator[TestClient]:
+    with TestClient(asgi_app) as test_client:  # runs the lifespan: models load here
+        yield test_client

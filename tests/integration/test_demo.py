@@ -1,0 +1,109 @@
+"""The whole main job at a tiny scale, and what a user of each surface sees."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from custlab.settings import Settings
+from features.store import read_snapshots
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_served_score_equals_the_offline_score_of_the_same_row(client, demo_home):
+    snapshots = read_snapshots(Settings(home=demo_home))
+    latest = snapshots[snapshots["event_timestamp"] == snapshots["event_timestamp"].max()]
+    rows = latest[latest["orders_52w"] > 0].head(5)
+    served = client.post("/v1/churn", json={"customer_ids": rows["customer_id"].tolist()}).json()
+
+    booster = mlflow.lightgbm.load_model("models:/custlab-churn@champion")
+    assert isinstance(booster, lgb.Booster)
+    offline = booster.predict(rows[booster.feature_name()].astype(np.float64))
+    np.testing.assert_allclose(
+        [p["score"] for p in served["predictions"]], offline, rtol=0, atol=1e-6
+    )
+
+
+def test_registry_holds_a_documented_champion(demo_home):
+    client = MlflowClient(tracking_uri=Settings(home=demo_home).mlflow_tracking_uri)
+    version = client.get_model_version_by_alias("custlab-churn", "champion")
+    for tag in ("feature_service", "train_window", "test_window", "promotion_decision"):
+        assert version.tags[tag]
+    run = client.get_run(version.run_id)
+    for metric in ("test_roc_auc", "test_pr_auc", "test_brier", "baseline_recency_rule_roc_auc"):
+        assert metric in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(version.run_id, "plots")}
+    assert {"plots/roc.png", "plots/calibration.png"} <= artifacts
+    trials = client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
+    )
+    assert len(trials) == 2
+
+
+def test_drift_report_written_as_html_and_json(demo_home):
+    reports = list((demo_home / "reports" / "churn").glob("*/"))
+    assert len(reports) == 1
+    summary = json.loads((reports[0] / "summary.json").read_text())
+    assert "prediction" in summary["columns"] and 0 <= summary["share_drifted"] <= 1
+    assert (reports[0] / "drift.html").stat().st_size > 10_000
+    assert json.loads((reports[0] / "drift.json").read_text())["metrics"]
+
+
+def _custlab(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "custlab", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"CUSTLAB_HOME": str(home), "PATH": ""},
+    )
+
+
+@pytest.mark.parametrize(
+    ("make_input", "message"),
+    [
+        (lambda raw: None, "raw data folder .* does not exist"),
+        (lambda raw: raw.mkdir(), "required table 'orders' not found"),
+        (
+            lambda raw: (
+                raw.mkdir(),
+                pd.DataFrame({"customer_id": ["a"]}).to_parquet(raw / "orders.parquet"),
+            ),
+            "table 'orders' lacks required column",
+        ),
+        (
+            lambda raw: (
+                raw.mkdir(),
+                pd.DataFrame({"order_id": pd.Series(dtype=str)}).to_parquet(raw / "orders.parquet"),
+            ),
+            "table 'orders' is empty",
+        ),
+    ],
+)
+def test_bad_input_gets_one_line_and_writes_nothing(tmp_path, make_input, message):
+    raw = tmp_path / "raw"
+    make_input(raw)
+    home = tmp_path / "home"
+    result = _custlab(home, "features", "--raw", str(raw))
+    assert result.returncode == 2
+    error_lines = [line for line in result.stderr.splitlines() if "custlab: error" in line]
+    assert len(error_lines) == 1
+    assert pd.Series(error_lines).str.contains(message, regex=True).all()
+    assert not (home / "offline").exists() and not (home / "feast").exists()
+
+
+def test_training_without_features_says_what_to_run(tmp_path):
+    result = _custlab(tmp_path, "train", "--task", "churn")
+    assert result.returncode == 2
+    assert [line for line in result.stderr.splitlines() if "error" in line] == [
+        f"custlab: error: no feature snapshots at {tmp_path}/offline/customer_snapshots.parquet; "
+        "run 'custlab features' first"
+    ]
