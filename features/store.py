@@ -134,7 +134,7 @@ def read_snapshots(settings: Settings) -> pd.DataFrame:
 
 
 def online_features(
-    store: FeatureStore, service: str, customer_ids: list[str]
+    store: FeatureStore, service: FeatureService, customer_ids: list[str]
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Latest features of a feature service for ``customer_ids``, in their order.
 
@@ -143,13 +143,10 @@ def online_features(
         its newest feature row in epoch seconds (0 for a customer the store has never
         seen).
     """
-    feature_service = store.get_feature_service(service)
     response = store.get_online_features(
-        features=feature_service, entity_rows=[{ENTITY_KEY: c} for c in customer_ids]
+        features=service, entity_rows=[{ENTITY_KEY: c} for c in customer_ids]
     ).to_dict(include_event_timestamps=True)
-    names = service_features(feature_service)
-    frame = pd.DataFrame({name: response[name] for name in names}, dtype=np.float64)
-    stamps = np.max(
-        [np.asarray(response[f"{name}__ts"], dtype=np.float64) for name in names], axis=0
-    )
-    return frame, stamps
+    names = service_features(service)
+    values = np.array([response[name] for name in names], dtype=np.float64).T
+    stamps = np.array([response[f"{name}__ts"] for name in names], dtype=np.float64).max(axis=0)
+    return pd.DataFrame(values, columns=names), stamps

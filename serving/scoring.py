@@ -69,10 +69,12 @@ def score_rows(model: LoadedModel, rows: pd.DataFrame, top_reasons: int = 3) -> 
         rows: One row per customer with at least the model's features (NaN = unknown).
         top_reasons: How many reason codes per answer.
     """
-    features = rows[model.feature_names].astype(np.float64)
-    probability = np.asarray(model.booster.predict(features))
-    contributions = np.asarray(model.booster.predict(features, pred_contrib=True))[:, :-1]
-    values = features.to_numpy()
+    values = rows[model.feature_names].to_numpy(dtype=np.float64)
+    contributions = np.asarray(model.booster.predict(values, pred_contrib=True))
+    # Contributions and the bias (last column) add up to the raw log-odds, so one pass
+    # through the trees gives both the explanation and the probability.
+    probability = 1.0 / (1.0 + np.exp(-contributions.sum(axis=1)))
+    contributions = contributions[:, :-1]
     scores = []
     for i, p in enumerate(probability):
         order = np.argsort(-contributions[i], kind="stable")[:top_reasons]

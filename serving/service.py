@@ -55,10 +55,17 @@ def _prediction(customer_id: str | None, score: Score, warnings: list[str]) -> P
 def _log_records(
     ids: list[str | None], rows: pd.DataFrame, predictions: list[Prediction], source: str
 ) -> list[dict[str, Any]]:
-    features = rows.astype(object).where(rows.notna(), None).to_dict("records")
+    names = list(rows.columns)
     return [
-        {"customer_id": cid, "source": source, "score": p.score, "tier": p.tier, "features": f}
-        for cid, p, f in zip(ids, predictions, features, strict=True)
+        {
+            "customer_id": cid,
+            "source": source,
+            "score": p.score,
+            "tier": p.tier,
+            # NaN != NaN: an unknown feature is logged as null.
+            "features": {n: None if v != v else v for n, v in zip(names, values, strict=True)},
+        }
+        for cid, p, values in zip(ids, predictions, rows.to_numpy().tolist(), strict=True)
     ]
 
 
@@ -72,6 +79,7 @@ class CustomerScoring:
         self.task = get_task("churn")
         self.model: LoadedModel = load_champion_model(settings, self.task)
         self.store = open_store(settings)
+        self.feature_service = self.store.get_feature_service(self.model.feature_service)
         view_ends = [
             view.most_recent_end_time
             for view in self.store.list_feature_views()
@@ -93,7 +101,7 @@ class CustomerScoring:
     def churn(self, request: ChurnRequest, /) -> ScoringResponse:
         """Churn risk of customers, from their latest features in the online store."""
         ids = list(request.customer_ids)
-        rows, stamps = online_features(self.store, self.model.feature_service, ids)
+        rows, stamps = online_features(self.store, self.feature_service, ids)
         known = stamps > 0
         scores = iter(score_rows(self.model, rows[known]) if known.any() else [])
         predictions = []

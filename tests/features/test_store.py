@@ -57,7 +57,7 @@ def test_online_store_holds_the_newest_snapshot(published):
     _, snapshots, store = published
     latest = snapshots[snapshots["event_timestamp"] == snapshots["event_timestamp"].max()]
     ids = latest["customer_id"].iloc[:5].tolist() + ["nobody"]
-    rows, stamps = online_features(store, "churn_v1", ids)
+    rows, stamps = online_features(store, store.get_feature_service("churn_v1"), ids)
     np.testing.assert_allclose(
         rows[list(FEATURE_NAMES)].iloc[:5].to_numpy(dtype=float),
         latest[list(FEATURE_NAMES)].iloc[:5].to_numpy(dtype=float),

@@ -1,0 +1,1 @@
+"""Reproducible performance runs of custlab beside their anchors."""

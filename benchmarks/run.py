@@ -1,0 +1,249 @@
+"""Run named benchmarks, each beside its anchor in the same run, and write the results
+table (``benchmarks/results/results.md`` and ``.json``).
+
+    python -m benchmarks.run                         # every benchmark, default scale
+    python -m benchmarks.run --only serving_churn --customers 5000 --requests 1000
+
+Machines here are shared and noisy: every figure is the median over ``--rounds`` rounds
+that alternate custlab and its anchor, and the ratio to the anchor is what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pandas as pd
+
+from benchmarks.loadgen import LoadResult, run_load
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_ready(url: str, process: subprocess.Popen, deadline_s: float = 180) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready after {deadline_s:.0f}s")
+
+
+def _start(command: list[str], env: dict[str, str], ready_url: str, log: Path) -> subprocess.Popen:
+    handle = log.open("w")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=handle)
+    _wait_ready(ready_url, process)
+    return process
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _prepare_home(home: Path, customers: int) -> None:
+    """A home with a churn champion at the requested scale (reused when present)."""
+    from custlab import pipeline
+    from custlab.settings import Settings
+    from features.simulate import WorldSpec
+    from training.tune import TuneSpec
+
+    settings = Settings(home=home)
+    if (home / "offline").exists() and (home / "mlflow.db").exists():
+        return
+    pipeline.quiet_libraries()
+    pipeline.simulate(settings, WorldSpec(customers=customers))
+    pipeline.build_features(settings)
+    pipeline.train(settings, "churn", TuneSpec(n_trials=2))
+
+
+def serving_churn(args: argparse.Namespace) -> list[dict]:
+    """POST /v1/churn for one customer: custlab's BentoML service (online store, reason
+    codes, prediction log) against a bare FastAPI endpoint over the same booster."""
+    import mlflow
+
+    from custlab.settings import Settings
+    from features.store import read_snapshots
+    from training.registry import load_champion, use_tracking
+
+    home = (ROOT / ".custlab" / f"bench-{args.customers}").resolve()
+    _prepare_home(home, args.customers)
+    settings = Settings(home=home)
+    use_tracking(settings, "custlab-churn")
+    booster, version = load_champion("custlab-churn")
+    model_file = home / "bench" / "anchor-model.txt"
+    model_file.parent.mkdir(parents=True, exist_ok=True)
+    booster.save_model(str(model_file))
+    snapshots = read_snapshots(settings)
+    latest = snapshots[snapshots["event_timestamp"] == snapshots["event_timestamp"].max()]
+    features_file = home / "bench" / "anchor-features.parquet"
+    latest.to_parquet(features_file)
+    del mlflow
+
+    ids = latest.loc[latest["orders_52w"] > 0, "customer_id"].sample(
+        args.requests, replace=True, random_state=0
+    )
+    bodies = [{"customer_ids": [cid]} for cid in ids]
+    env = os.environ | {
+        "CUSTLAB_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "ANCHOR_MODEL": str(model_file),
+        "ANCHOR_FEATURES": str(features_file),
+    }
+    custlab_port, anchor_port = _free_port(), _free_port()
+    servers = {
+        "custlab (BentoML)": (
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                "serving.service:CustomerScoring",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(custlab_port),
+            ],
+            f"http://127.0.0.1:{custlab_port}",
+            f"http://127.0.0.1:{custlab_port}/readyz",
+        ),
+        "anchor: bare FastAPI": (
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "benchmarks.anchor_fastapi:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(anchor_port),
+                "--workers",
+                "1",
+                "--log-level",
+                "warning",
+            ],
+            f"http://127.0.0.1:{anchor_port}",
+            f"http://127.0.0.1:{anchor_port}/docs",
+        ),
+    }
+    processes = {}
+    rounds: dict[str, list[LoadResult]] = {name: [] for name in servers}
+    try:
+        for name, (command, _, ready) in servers.items():
+            processes[name] = _start(command, env, ready, home / "bench" / f"{name[:7]}.log")
+        for _ in range(args.rounds):
+            for name, (_, base, _) in servers.items():
+                run_load(f"{base}/v1/churn", bodies[:50], args.concurrency)  # warm-up
+                rounds[name].append(run_load(f"{base}/v1/churn", bodies, args.concurrency))
+    finally:
+        for process in processes.values():
+            _stop(process)
+
+    anchor = "anchor: bare FastAPI"
+    rows = []
+    for name, results in rounds.items():
+        rows.append(
+            {
+                "benchmark": "serving_churn",
+                "system": name,
+                "requests/s": statistics.median(r.rps for r in results),
+                "p50 ms": statistics.median(r.percentile(50) for r in results),
+                "p99 ms": statistics.median(r.percentile(99) for r in results),
+                "errors": sum(r.errors for r in results),
+            }
+        )
+    base = next(r for r in rows if r["system"] == anchor)
+    for row in rows:
+        row["rps vs anchor"] = row["requests/s"] / base["requests/s"]
+        row["p50 vs anchor"] = row["p50 ms"] / base["p50 ms"]
+    setup = (
+        f"{args.customers:,} customers; model v{version}; {args.requests} requests x "
+        f"{args.rounds} rounds, {args.concurrency} concurrent clients, one id per request, "
+        "one server worker each"
+    )
+    for row in rows:
+        row["setup"] = setup
+    return rows
+
+
+BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[dict]]] = {
+    "serving_churn": serving_churn,
+}
+
+
+def write_results(rows: list[dict], started: datetime) -> Path:
+    """Merge ``rows`` into the results table, replacing earlier rows of the same benchmark."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path = RESULTS / "results.json"
+    previous = json.loads(json_path.read_text())["rows"] if json_path.exists() else []
+    fresh = {r["benchmark"] for r in rows}
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    stamped = [r | {"measured": f"{started:%Y-%m-%d}", "machine": machine} for r in rows]
+    merged = [r for r in previous if r["benchmark"] not in fresh] + stamped
+    json_path.write_text(json.dumps({"rows": merged}, indent=2))
+    table = pd.DataFrame(merged)
+    lines = [
+        "# custlab benchmark results",
+        "",
+        "Medians over alternating rounds; ratios are "
+        "custlab over its anchor measured in the same run.",
+        "",
+    ]
+    for name, group in table.groupby("benchmark", sort=False):
+        lines += [
+            f"## {name}",
+            "",
+            f"{group['setup'].iloc[0]}; {group['machine'].iloc[0]}; "
+            f"measured {group['measured'].iloc[0]}",
+            "",
+        ]
+        shown = group.drop(columns=["benchmark", "setup", "machine", "measured"])
+        lines += [shown.to_markdown(index=False, floatfmt=".2f"), ""]
+    md_path = RESULTS / "results.md"
+    md_path.write_text("\n".join(lines))
+    return md_path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
+    parser.add_argument("--customers", type=int, default=30_000)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    started = datetime.now(UTC)
+    rows = [row for name in args.only or BENCHMARKS for row in BENCHMARKS[name](args)]
+    path = write_results(rows, started)
+    print(path.read_text())
+
+
+if __name__ == "__main__":
+    main()
