@@ -44,7 +44,7 @@ def _run(step: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     try:
         return step(*args, **kwargs)
     except CustlabError as error:
-        typer.echo(f"custlab: error: {error}", err=True)
+        typer.echo(f"custlab: error: {' '.join(str(error).split())}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -137,8 +137,8 @@ def demo(
     customers: Customers = 30_000,
     weeks: Weeks = 104,
     seed: Seed = 7,
-    trials: Trials = 12,
-    timeout: Timeout = 240.0,
+    trials: Trials = 25,
+    timeout: Timeout = 300.0,
 ) -> None:
     """Run the main job: simulate, build features, train churn, check drift, summarize."""
     from custlab import pipeline

@@ -24,6 +24,9 @@ CUSTOMERS_SCHEMA = pa.DataFrameSchema(
         "acquisition_channel": pa.Column(str, nullable=True, required=False),
         "region": pa.Column(str, nullable=True, required=False),
         "birth_year": pa.Column(float, nullable=True, required=False),
+        # Contact details arrive as PII and are stored only as keyed pseudonyms.
+        "email": pa.Column(str, nullable=True, required=False),
+        "phone": pa.Column(str, nullable=True, required=False),
         "marketing_consent": pa.Column(bool, nullable=True, required=False),
     },
     name="customers",
@@ -44,9 +47,49 @@ ORDERS_SCHEMA = pa.DataFrameSchema(
     name="orders",
 )
 
+EVENTS_SCHEMA = pa.DataFrameSchema(
+    {
+        "customer_id": pa.Column(str, nullable=False),
+        "event_ts": pa.Column(pd.DatetimeTZDtype(tz="UTC"), nullable=False),
+        "event_type": pa.Column(str, nullable=False),
+        "channel": pa.Column(str, nullable=True, required=False),
+        "session_id": pa.Column(str, nullable=True, required=False),
+    },
+    name="events",
+)
+
+TICKETS_SCHEMA = pa.DataFrameSchema(
+    {
+        "ticket_id": pa.Column(str, nullable=False, unique=True),
+        "customer_id": pa.Column(str, nullable=False),
+        "ticket_ts": pa.Column(pd.DatetimeTZDtype(tz="UTC"), nullable=False),
+        "kind": pa.Column(str, pa.Check.isin(["complaint", "inquiry"]), nullable=False),
+        "resolved": pa.Column(bool, nullable=True, required=False),
+        "satisfaction": pa.Column(float, nullable=True, required=False),
+    },
+    name="tickets",
+)
+
+CAMPAIGNS_SCHEMA = pa.DataFrameSchema(
+    {
+        "customer_id": pa.Column(str, nullable=False),
+        "sent_ts": pa.Column(pd.DatetimeTZDtype(tz="UTC"), nullable=False),
+        "campaign_id": pa.Column(str, nullable=False),
+        "channel": pa.Column(str, pa.Check.isin(["email", "sms", "push"]), nullable=False),
+        "offer": pa.Column(str, nullable=True, required=False),
+        "opened": pa.Column(bool, nullable=False),
+        "clicked": pa.Column(bool, nullable=False),
+        "converted": pa.Column(bool, nullable=False),
+    },
+    name="campaigns",
+)
+
 RAW_SCHEMAS: dict[str, pa.DataFrameSchema] = {
     "customers": CUSTOMERS_SCHEMA,
     "orders": ORDERS_SCHEMA,
+    "events": EVENTS_SCHEMA,
+    "tickets": TICKETS_SCHEMA,
+    "campaigns": CAMPAIGNS_SCHEMA,
 }
 REQUIRED_TABLES = ("orders",)
 

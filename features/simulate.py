@@ -114,8 +114,7 @@ def simulate_world(spec: WorldSpec) -> World:
     base_rate = rng.gamma(1.5, 0.16 / 1.5, size=n)
     spend_level = rng.gamma(3.0, 45.0 / 3.0, size=n)
     favourite = rng.choice(len(_CATEGORIES), size=n)
-    # Sign-ups spread over the span, leaving the last quarter-year for labels to mature.
-    signup_week = rng.integers(0, max(1, weeks - 13), size=n)
+    signup_week = rng.integers(0, weeks, size=n)
     signup_offset = rng.random(n) * 7.0
 
     ids = np.char.add("C", np.char.zfill(np.arange(n).astype(str), 7))
