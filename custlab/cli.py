@@ -74,6 +74,20 @@ def simulate(customers: Customers = 30_000, weeks: Weeks = 104, seed: Seed = 7) 
 
 
 @app.command()
+def ingest(
+    source: Annotated[Path, typer.Option(help="Export file: CSV or parquet, may be gzipped.")],
+    mapping: Annotated[
+        Path, typer.Option(help="Mapping file (YAML); examples in features/mappings/.")
+    ],
+) -> None:
+    """Ingest an export into a raw contract table; unusable rows go to quarantine."""
+    from custlab import pipeline
+
+    result = _run(pipeline.ingest, _settings(), source, mapping)
+    typer.echo(result.line())
+
+
+@app.command()
 def features(
     raw: Annotated[
         Path | None, typer.Option(help="Folder of raw contract tables (default: the home's).")

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SADeprecationWarning
 
 from custlab.settings import Settings
 from features.contract import read_raw_tables
+from features.ingest import MANIFEST, IngestResult, ingest_file
 from features.simulate import World, WorldSpec, simulate_world
 from features.snapshots import build_snapshots
 from features.store import open_store, publish_snapshots
@@ -74,9 +75,17 @@ def simulate(settings: Settings, spec: WorldSpec) -> World:
     """Simulate a world; write its raw tables and its ground truth under the home."""
     with step(f"simulate {spec.customers:,} customers over {spec.weeks} weeks"):
         world = simulate_world(spec)
-        replace_folder(settings.raw_dir, world.tables())
+        origin = {"origin": "simulator"} | spec.model_dump(mode="json")
+        manifest = {name: origin for name in world.tables()}
+        replace_folder(settings.raw_dir, world.tables(), {MANIFEST: manifest})
         replace_folder(settings.home / "truth", {"latent_states": world.latent_states})
     return world
+
+
+def ingest(settings: Settings, source: Path, mapping: Path) -> IngestResult:
+    """One export through its mapping into a raw contract table, with its quarantine."""
+    with step(f"ingest {source.name} with {mapping.name}"):
+        return ingest_file(settings, source, mapping)
 
 
 def build_features(settings: Settings, raw_dir: Path | None = None) -> FeatureBuild:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -22,8 +24,11 @@ def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def replace_folder(folder: Path, tables: dict[str, pd.DataFrame]) -> Path:
-    """Replace ``folder`` with one holding ``<name>.parquet`` for each table.
+def replace_folder(
+    folder: Path, tables: dict[str, pd.DataFrame], documents: dict[str, Any] | None = None
+) -> Path:
+    """Replace ``folder`` with one holding ``<name>.parquet`` for each table and
+    ``<name>.json`` for each document.
 
     The tables are written to a sibling folder first and swapped in only once all of
     them are on disk, so readers see the old set or the new set, never a mix.
@@ -33,6 +38,8 @@ def replace_folder(folder: Path, tables: dict[str, pd.DataFrame]) -> Path:
     try:
         for name, frame in tables.items():
             frame.to_parquet(staging / f"{name}.parquet", index=False)
+        for name, document in (documents or {}).items():
+            (staging / f"{name}.json").write_text(json.dumps(document, indent=2, default=str))
         retired = folder.with_name(f".{folder.name}-retired")
         if folder.exists():
             shutil.rmtree(retired, ignore_errors=True)

@@ -6,13 +6,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from starlette.applications import Starlette
-from starlette.testclient import TestClient
 
 from custlab.settings import Settings
 from features.simulate import World, WorldSpec, simulate_world
+
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
 
 SMALL_WORLD = WorldSpec(customers=1500, weeks=70, seed=11)
 
@@ -54,5 +57,7 @@ def asgi_app(demo_home: Path) -> Starlette:
 
 @pytest.fixture(scope="session")
 def client(asgi_app: Starlette) -> Iterator[TestClient]:
+    from starlette.testclient import TestClient
+
     with TestClient(asgi_app) as test_client:  # runs the lifespan: models load here
         yield test_client

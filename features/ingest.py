@@ -1,0 +1,412 @@
+"""Ingestion: one export file, through its mapping, into one contract table.
+
+Every source row ends in exactly one place: the table (possibly merged with other lines
+of the same order) or the quarantine, with a reason code. The reconciliation
+``rows in = rows kept + rows quarantined`` is checked before anything is written.
+Source ids and PII columns leave this module only as keyed pseudonyms.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from custlab.settings import Settings
+from features.contract import RAW_SCHEMAS, validate_table
+from features.errors import CustlabError, DataContractError
+from features.mapping import KEY_COLUMNS, TIMESTAMP_COLUMNS, ExtremeRule, Mapping, load_mapping
+from features.pseudonymize import normalize_email, normalize_phone, pseudonymize
+from features.tables import replace_folder
+
+logger = logging.getLogger(__name__)
+
+REASON = "reason"
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
+
+
+@dataclass
+class IngestResult:
+    """What one ingest did: the table, the set-aside rows and the reconciliation."""
+
+    table: str
+    frame: pd.DataFrame
+    quarantine: pd.DataFrame
+    flagged: pd.DataFrame
+    rows_in: int
+    rows_kept: int
+    rows_quarantined: int
+    rows_written: int
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, object]:
+        keep = ("table", "rows_in", "rows_kept", "rows_quarantined", "rows_written", "reasons")
+        return {k: v for k, v in asdict(self).items() if k in keep} | {
+            "rows_flagged": len(self.flagged)
+        }
+
+    def line(self) -> str:
+        """The one line printed after each ingest."""
+        reasons = "; ".join(f"{r} {n:,}" for r, n in sorted(self.reasons.items())) or "none"
+        merged = (
+            f"; {self.rows_written:,} rows written" if self.rows_written != self.rows_kept else ""
+        )
+        flagged = f"; {len(self.flagged):,} flagged extreme (kept)" if len(self.flagged) else ""
+        return (
+            f"{self.table}: {self.rows_in:,} rows in = {self.rows_kept:,} kept + "
+            f"{self.rows_quarantined:,} quarantined ({reasons}){merged}{flagged}"
+        )
+
+
+def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
+    """Read an export as strings (parsing is the cleaning step's job, row by row).
+
+    Raises:
+        CustlabError: The file is missing, unreadable, empty, or lacks a mapped column.
+    """
+    if not path.is_file():
+        raise CustlabError(f"source file {path} not found")
+    fmt = mapping.source
+    try:
+        if fmt.kind == "parquet":
+            typed = pd.read_parquet(path)
+            frame = typed.astype("string").astype(object).where(typed.notna(), None)
+        else:
+            whitespace = fmt.separator == "whitespace"
+            frame = pd.read_csv(
+                path,
+                sep=r"\s+" if whitespace else fmt.separator,
+                header=0 if fmt.header else None,
+                names=None if fmt.header else fmt.names,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                encoding=fmt.encoding,
+            )
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise CustlabError(f"cannot read {path}: {' '.join(str(error).split())}") from None
+    if frame.empty:
+        raise DataContractError(f"source file {path} has no rows")
+    needed = set(mapping.columns.values())
+    if mapping.amount.unit_price:
+        needed.add(mapping.amount.unit_price)
+    if mapping.returns.column:
+        needed.add(mapping.returns.column)
+    missing = sorted(needed - set(frame.columns))
+    if missing:
+        raise DataContractError(
+            f"source file {path} lacks column(s) {', '.join(missing)} named in the mapping; "
+            f"it has {', '.join(map(str, frame.columns))}"
+        )
+    return frame
+
+
+class _Sorter:
+    """Moves rows from the working frame into the quarantine, one reason at a time."""
+
+    def __init__(self, source: pd.DataFrame) -> None:
+        self.source = source
+        self.reason = pd.Series(None, index=source.index, dtype=object)
+
+    def set_aside(self, mask: pd.Series, reason: str) -> None:
+        fresh = mask & self.reason.isna()
+        self.reason[fresh] = reason
+
+    @property
+    def alive(self) -> pd.Series:
+        return self.reason.isna()
+
+
+def _parse_timestamps(text: pd.Series, mapping: Mapping) -> pd.Series:
+    spec = mapping.timestamps
+    parsed = pd.to_datetime(text, format=spec.format or "ISO8601", errors="coerce", utc=False)
+    if getattr(parsed.dt, "tz", None) is None:
+        parsed = parsed.dt.tz_localize(spec.timezone, ambiguous="NaT", nonexistent="NaT")
+    return parsed.dt.tz_convert("UTC")
+
+
+def _parse_bool(text: pd.Series) -> pd.Series:
+    lowered = text.str.strip().str.lower()
+    out = pd.Series(pd.NA, index=text.index, dtype="boolean")
+    out[lowered.isin(_TRUE)] = True
+    out[lowered.isin(_FALSE)] = False
+    return out
+
+
+def clean(source: pd.DataFrame, mapping: Mapping, now: datetime) -> tuple[pd.DataFrame, _Sorter]:
+    """Map and parse columns, sorting out rows that cannot be used.
+
+    Returns:
+        The usable rows in contract columns (still one per source row) and the sorter
+        holding a reason for every row set aside.
+    """
+    sorter = _Sorter(source)
+    table = mapping.table
+    cols = mapping.columns
+    out = pd.DataFrame(index=source.index)
+
+    if mapping.drop_exact_duplicates:
+        sorter.set_aside(source.duplicated(keep="first"), "duplicate_row")
+
+    customer = source[cols["customer_id"]].str.strip()
+    sorter.set_aside(customer.isna() | (customer == ""), "missing_customer_id")
+    out["customer_id"] = customer
+
+    ts_column = TIMESTAMP_COLUMNS[table]
+    stamps = _parse_timestamps(source[cols[ts_column]], mapping)
+    sorter.set_aside(stamps.isna(), "bad_timestamp")
+    earliest = pd.Timestamp(mapping.timestamps.earliest, tz="UTC")
+    latest = (
+        pd.Timestamp(mapping.timestamps.latest, tz="UTC") + pd.Timedelta(days=1)
+        if mapping.timestamps.latest
+        else pd.Timestamp(now)
+    )
+    sorter.set_aside((stamps < earliest) | (stamps >= latest), "timestamp_out_of_range")
+    out[ts_column] = stamps
+
+    schema = RAW_SCHEMAS[table]
+    for column, source_column in cols.items():
+        if column in ("customer_id", ts_column):
+            continue
+        text = source[source_column]
+        dtype = schema.columns[column].dtype.type
+        if column.endswith("_ts"):
+            out[column] = _parse_timestamps(text, mapping)
+        elif dtype is bool or str(dtype) == "bool":
+            out[column] = _parse_bool(text)
+        elif str(dtype).startswith(("float", "int")):
+            number = pd.to_numeric(text, errors="coerce")
+            sorter.set_aside(text.notna() & number.isna(), f"bad_{column}")
+            out[column] = number
+        else:
+            out[column] = text.str.strip()
+
+    if table == "orders":
+        _orders_amount_and_returns(source, mapping, out, sorter)
+    if table in KEY_COLUMNS and not mapping.order_lines and KEY_COLUMNS[table] in out:
+        key = out[KEY_COLUMNS[table]]
+        sorter.set_aside(key.isna(), f"missing_{KEY_COLUMNS[table]}")
+        duplicated = key.duplicated(keep="first") & key.notna() & sorter.alive
+        sorter.set_aside(duplicated, "duplicate_key")
+    return out, sorter
+
+
+def _orders_amount_and_returns(
+    source: pd.DataFrame, mapping: Mapping, out: pd.DataFrame, sorter: _Sorter
+) -> None:
+    """Form net amounts, mark returns, and set aside amounts that make no sense."""
+    if mapping.amount.rule == "quantity_x_unit_price":
+        price = pd.to_numeric(source[mapping.amount.unit_price], errors="coerce")
+        sorter.set_aside(price.isna(), "bad_unit_price")
+        quantity = out["quantity"] if "quantity" in out else pd.Series(1.0, index=out.index)
+        out["amount"] = quantity * price
+    sorter.set_aside(out["amount"].isna(), "bad_amount")
+
+    rule = mapping.returns
+    if rule.rule == "negative_amount":
+        is_return = out["amount"] < 0
+    elif rule.rule == "negative_quantity":
+        is_return = out.get("quantity", pd.Series(0, index=out.index)) < 0
+    elif rule.rule == "invoice_prefix":
+        is_return = source[rule.column].str.strip().str.startswith(rule.prefix, na=False)
+    elif rule.rule == "flag":
+        is_return = source[rule.column].str.strip().str.lower().isin(rule.flag_values)
+    else:
+        is_return = pd.Series(False, index=out.index)
+    out["is_return"] = is_return.astype(bool)
+    sorter.set_aside(~out["is_return"] & (out["amount"] <= 0), "non_positive_amount")
+    sorter.set_aside(out["is_return"] & (out["amount"] == 0), "non_positive_amount")
+    out["amount"] = out["amount"].abs()
+    if "quantity" in out:
+        out["quantity"] = out["quantity"].abs()
+
+
+def _merge_order_lines(rows: pd.DataFrame) -> pd.DataFrame:
+    """Lines sharing an order id become one order: amounts and quantities add up; the
+    customer, time and flags come from the first line."""
+    spec: dict[str, tuple[str, str]] = {
+        c: (c, "first") for c in rows.columns if c not in ("order_id", "amount", "quantity")
+    }
+    spec["amount"] = ("amount", "sum")
+    if "quantity" in rows:
+        spec["quantity"] = ("quantity", "sum")
+    return rows.groupby("order_id", sort=False, as_index=False).agg(**spec)
+
+
+def _extremes(rows: pd.DataFrame, rule: ExtremeRule) -> pd.Series:
+    """Rows whose ``rule.column`` exceeds ``factor`` times its ``quantile``."""
+    values = rows[rule.column].astype(float)
+    return values > rule.factor * float(np.nanquantile(values, rule.quantile))
+
+
+def _pseudonymize_columns(frame: pd.DataFrame, mapping: Mapping, key: bytes) -> pd.DataFrame:
+    out = frame.copy()
+    out["customer_id"] = pseudonymize(out["customer_id"], key, "customer")
+    for column, kind in mapping.pii.items():
+        if column not in out:
+            continue
+        values = out[column].astype("string")
+        if kind == "email":
+            values = normalize_email(values)
+        elif kind == "phone":
+            values = normalize_phone(values)
+        out[column] = pseudonymize(values, key, kind)
+    return out
+
+
+def ingest_frame(
+    source: pd.DataFrame, mapping: Mapping, key: bytes, now: datetime | None = None
+) -> IngestResult:
+    """Turn a source frame into a contract table and its quarantine.
+
+    Args:
+        source: The export, every column as text.
+        mapping: How it maps onto the contract.
+        key: HMAC key for ids and PII.
+        now: Reference time for "timestamps from the future"; default the current time.
+
+    Raises:
+        DataContractError: No row survives, or the result breaks the contract.
+    """
+    now = now or datetime.now(UTC)
+    rows, sorter = clean(source, mapping, now)
+    rule = mapping.extreme
+    usable = rule is not None and rule.column in rows and sorter.alive.any()
+    if usable and rule.action == "quarantine":
+        extreme = _extremes(rows[sorter.alive], rule)
+        sorter.set_aside(extreme.reindex(rows.index, fill_value=False), f"extreme_{rule.column}")
+    kept_rows = rows[sorter.alive]
+    table = _merge_order_lines(kept_rows) if mapping.order_lines else kept_rows
+    flagged = table.iloc[0:0]
+    if usable and rule.action == "flag" and not table.empty:
+        flagged = table[_extremes(table, rule)].assign(**{REASON: f"extreme_{rule.column}"})
+
+    rows_in, kept = len(source), int(sorter.alive.sum())
+    quarantined = int(sorter.reason.notna().sum())
+    if rows_in != kept + quarantined:  # cannot happen by construction; guard the invariant
+        raise CustlabError(f"reconciliation failed: {rows_in} != {kept} + {quarantined}")
+    if table.empty:
+        reasons = sorter.reason.value_counts().to_dict()
+        raise DataContractError(
+            f"no usable {mapping.table} rows: all {rows_in:,} were quarantined ({reasons})"
+        )
+
+    if "order_id" not in table and mapping.table == "orders":
+        # A source without order ids: rows are orders, numbered in source order.
+        table = table.assign(order_id=[f"r{i}" for i in table.index])
+    table = _pseudonymize_columns(table.reset_index(drop=True), mapping, key)
+    flagged = _pseudonymize_columns(flagged.reset_index(drop=True), mapping, key)
+    quarantine = _quarantine_frame(source, sorter, mapping, key)
+    for column, values in table.items():
+        if isinstance(values.dtype, pd.BooleanDtype) and not values.isna().any():
+            table[column] = values.astype(bool)
+    table = validate_table(mapping.table, table)
+    return IngestResult(
+        table=mapping.table,
+        frame=table,
+        quarantine=quarantine,
+        flagged=flagged,
+        rows_in=rows_in,
+        rows_kept=kept,
+        rows_quarantined=quarantined,
+        rows_written=len(table),
+        reasons={str(k): int(v) for k, v in sorter.reason.value_counts().items()},
+    )
+
+
+def _quarantine_frame(
+    source: pd.DataFrame, sorter: _Sorter, mapping: Mapping, key: bytes
+) -> pd.DataFrame:
+    """Set-aside source rows with their reason and data row number (1 = first row after
+    the header). Only mapped columns are kept, so unmapped PII (names, addresses) is never
+    stored; mapped ids and PII are pseudonymized."""
+    used = [*mapping.columns.values(), mapping.amount.unit_price, mapping.returns.column]
+    kept_columns = [c for c in source.columns if c in used]
+    aside = source.loc[sorter.reason.notna(), kept_columns].copy()
+    id_column = mapping.columns["customer_id"]
+    aside[id_column] = pseudonymize(aside[id_column], key, "customer")
+    for column, kind in mapping.pii.items():
+        source_column = mapping.columns.get(column)
+        if source_column in aside:
+            aside[source_column] = pseudonymize(aside[source_column], key, kind)
+    aside.insert(0, "source_row", aside.index + 1)
+    aside.insert(1, REASON, sorter.reason[sorter.reason.notna()])
+    return aside.reset_index(drop=True)
+
+
+MANIFEST = "manifest"
+
+
+def read_manifest(raw_dir: Path) -> dict[str, dict[str, object]]:
+    """Where each raw table came from (``origin``: ``simulator`` or ``ingest``)."""
+    path = raw_dir / f"{MANIFEST}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def pseudonym_key(settings: Settings, mapping: Mapping) -> bytes:
+    """The HMAC key: from the environment (``CUSTLAB_PSEUDONYM_KEY``).
+
+    A mapping that declares PII columns is refused without it. Without PII, only source
+    ids need pseudonyms; then a random key is made once for this home
+    (``<home>/secrets/pseudonym.key``, readable by the owner only) so ids stay
+    consistent across ingests and never leave the home in clear.
+
+    Raises:
+        CustlabError: PII columns are declared and no key is set.
+    """
+    if settings.pseudonym_key is not None:
+        return settings.pseudonym_key.get_secret_value().encode()
+    if mapping.pii:
+        raise CustlabError(
+            f"the mapping declares PII column(s) {', '.join(sorted(mapping.pii))}; set "
+            "CUSTLAB_PSEUDONYM_KEY to pseudonymize them (nothing was written)"
+        )
+    path = settings.home / "secrets" / "pseudonym.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+        path.write_bytes(secrets.token_bytes(32))
+        path.chmod(0o600)
+        logger.info("no CUSTLAB_PSEUDONYM_KEY set: made a key for this home at %s", path)
+    return path.read_bytes()
+
+
+def ingest_file(settings: Settings, source: Path, mapping_path: Path) -> IngestResult:
+    """Ingest one export into ``<home>/raw/<table>.parquet``.
+
+    The quarantine, the extreme-value flags and the report (with the reconciliation)
+    go to ``<home>/ingest/<table>/``. Tables of a simulated world in the raw folder are
+    replaced, not mixed with real data. Nothing is written when anything fails.
+    """
+    mapping = load_mapping(mapping_path)
+    key = pseudonym_key(settings, mapping)
+    frame = read_source(source, mapping)
+    result = ingest_frame(frame, mapping, key)
+    report = result.summary() | {
+        "source": source.name,
+        "mapping": mapping_path.name,
+        "ingested_at": datetime.now(UTC).isoformat(),
+    }
+    replace_folder(
+        settings.home / "ingest" / result.table,
+        {"quarantine": result.quarantine.astype(str), "flagged": result.flagged},
+        {"report": report},
+    )
+    raw_dir = settings.raw_dir
+    manifest = {
+        name: entry
+        for name, entry in read_manifest(raw_dir).items()
+        if entry.get("origin") == "ingest" and name != result.table
+    }
+    tables = {name: pd.read_parquet(raw_dir / f"{name}.parquet") for name in manifest}
+    tables[result.table] = result.frame
+    manifest[result.table] = {"origin": "ingest"} | report
+    replace_folder(raw_dir, tables, {MANIFEST: manifest})
+    return result
