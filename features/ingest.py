@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import pandas as pd
 from custlab.settings import Settings
 from features.contract import RAW_SCHEMAS, validate_table
 from features.errors import CustlabError, DataContractError
+from features.identity import Resolution, resolve_identities
 from features.mapping import KEY_COLUMNS, TIMESTAMP_COLUMNS, ExtremeRule, Mapping, load_mapping
 from features.pseudonymize import normalize_email, normalize_phone, pseudonymize
 from features.tables import replace_folder
@@ -45,12 +46,13 @@ class IngestResult:
     rows_quarantined: int
     rows_written: int
     reasons: dict[str, int] = field(default_factory=dict)
+    resolution: Resolution | None = None
 
     def summary(self) -> dict[str, object]:
         keep = ("table", "rows_in", "rows_kept", "rows_quarantined", "rows_written", "reasons")
-        return {k: v for k, v in asdict(self).items() if k in keep} | {
-            "rows_flagged": len(self.flagged)
-        }
+        identity = {"identity": self.resolution.report()} if self.resolution else {}
+        counts = {k: getattr(self, k) for k in keep}
+        return counts | {"rows_flagged": len(self.flagged)} | identity
 
     def line(self) -> str:
         """The one line printed after each ingest."""
@@ -59,9 +61,16 @@ class IngestResult:
             f"; {self.rows_written:,} rows written" if self.rows_written != self.rows_kept else ""
         )
         flagged = f"; {len(self.flagged):,} flagged extreme (kept)" if len(self.flagged) else ""
+        linked = ""
+        if self.resolution is not None and len(self.resolution.merges):
+            report = self.resolution.report()
+            linked = (
+                f"; identity: {report['rows_merged']:,} rows linked into "
+                f"{report['merged_customers']:,} customers"
+            )
         return (
             f"{self.table}: {self.rows_in:,} rows in = {self.rows_kept:,} kept + "
-            f"{self.rows_quarantined:,} quarantined ({reasons}){merged}{flagged}"
+            f"{self.rows_quarantined:,} quarantined ({reasons}){merged}{flagged}{linked}"
         )
 
 
@@ -94,7 +103,7 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
         raise CustlabError(f"cannot read {path}: {' '.join(str(error).split())}") from None
     if frame.empty:
         raise DataContractError(f"source file {path} has no rows")
-    needed = set(mapping.columns.values())
+    needed = set(mapping.columns.values()) | set(mapping.identity.values())
     if mapping.amount.unit_price:
         needed.add(mapping.amount.unit_price)
     if mapping.returns.column:
@@ -184,7 +193,7 @@ def clean(source: pd.DataFrame, mapping: Mapping, now: datetime) -> tuple[pd.Dat
         elif str(dtype).startswith(("float", "int")):
             number = pd.to_numeric(text, errors="coerce")
             sorter.set_aside(text.notna() & number.isna(), f"bad_{column}")
-            out[column] = number
+            out[column] = number.astype(float) if str(dtype).startswith("float") else number
         else:
             out[column] = text.str.strip()
 
@@ -246,23 +255,60 @@ def _extremes(rows: pd.DataFrame, rule: ExtremeRule) -> pd.Series:
     return values > rule.factor * float(np.nanquantile(values, rule.quantile))
 
 
+def _pseudonym_of(values: pd.Series, kind: str, key: bytes) -> pd.Series:
+    text = values.astype("string")
+    if kind == "email":
+        text = normalize_email(text)
+    elif kind == "phone":
+        text = normalize_phone(text)
+    return pseudonymize(text, key, kind)
+
+
 def _pseudonymize_columns(frame: pd.DataFrame, mapping: Mapping, key: bytes) -> pd.DataFrame:
     out = frame.copy()
     out["customer_id"] = pseudonymize(out["customer_id"], key, "customer")
     for column, kind in mapping.pii.items():
-        if column not in out:
-            continue
-        values = out[column].astype("string")
-        if kind == "email":
-            values = normalize_email(values)
-        elif kind == "phone":
-            values = normalize_phone(values)
-        out[column] = pseudonymize(values, key, kind)
+        if column in out:
+            out[column] = _pseudonym_of(out[column], kind, key)
     return out
 
 
+def _resolve(
+    table: pd.DataFrame, source: pd.DataFrame, mapping: Mapping, key: bytes
+) -> tuple[pd.DataFrame, Resolution]:
+    """Give rows linked through shared identifiers one customer id; for customers, fold
+    the linked rows into one (earliest sign-up, first known value of everything else)."""
+    identifiers = pd.DataFrame(
+        {"customer": table["customer_id"]}
+        | {
+            kind: _pseudonym_of(source.loc[table.index, column], kind, key).to_numpy()
+            for kind, column in mapping.identity.items()
+        },
+        index=table.index,
+    )
+    resolution = resolve_identities(identifiers, {k: k for k in identifiers.columns})
+    table = table.assign(customer_id=resolution.keys)
+    if mapping.table == "customers":
+        spec = {c: (c, "first") for c in table.columns if c not in ("customer_id", "signup_ts")}
+        table = table.groupby("customer_id", as_index=False, sort=False).agg(
+            signup_ts=("signup_ts", "min"), **spec
+        )
+    return table, resolution
+
+
+def apply_links(table: pd.DataFrame, links: pd.DataFrame) -> pd.DataFrame:
+    """Map customer pseudonyms onto the customers identity resolution linked them to."""
+    by_source_id = links[links["kind"] == "customer"].set_index("identifier")["customer_id"]
+    resolved = table["customer_id"].map(by_source_id)
+    return table.assign(customer_id=resolved.fillna(table["customer_id"]))
+
+
 def ingest_frame(
-    source: pd.DataFrame, mapping: Mapping, key: bytes, now: datetime | None = None
+    source: pd.DataFrame,
+    mapping: Mapping,
+    key: bytes,
+    now: datetime | None = None,
+    links: pd.DataFrame | None = None,
 ) -> IngestResult:
     """Turn a source frame into a contract table and its quarantine.
 
@@ -271,6 +317,8 @@ def ingest_frame(
         mapping: How it maps onto the contract.
         key: HMAC key for ids and PII.
         now: Reference time for "timestamps from the future"; default the current time.
+        links: Identity links from an earlier ingest (``Resolution.links``); customer ids
+            found there take the customer they were linked to.
 
     Raises:
         DataContractError: No row survives, or the result breaks the contract.
@@ -301,8 +349,14 @@ def ingest_frame(
     if "order_id" not in table and mapping.table == "orders":
         # A source without order ids: rows are orders, numbered in source order.
         table = table.assign(order_id=[f"r{i}" for i in table.index])
-    table = _pseudonymize_columns(table.reset_index(drop=True), mapping, key)
+    table = _pseudonymize_columns(table, mapping, key)
     flagged = _pseudonymize_columns(flagged.reset_index(drop=True), mapping, key)
+    resolution = None
+    if mapping.identity:
+        table, resolution = _resolve(table, source, mapping, key)
+    elif links is not None:
+        table = apply_links(table, links)
+    table = table.reset_index(drop=True)
     quarantine = _quarantine_frame(source, sorter, mapping, key)
     for column, values in table.items():
         if isinstance(values.dtype, pd.BooleanDtype) and not values.isna().any():
@@ -318,6 +372,7 @@ def ingest_frame(
         rows_quarantined=quarantined,
         rows_written=len(table),
         reasons={str(k): int(v) for k, v in sorter.reason.value_counts().items()},
+        resolution=resolution,
     )
 
 
@@ -388,7 +443,9 @@ def ingest_file(settings: Settings, source: Path, mapping_path: Path) -> IngestR
     mapping = load_mapping(mapping_path)
     key = pseudonym_key(settings, mapping)
     frame = read_source(source, mapping)
-    result = ingest_frame(frame, mapping, key)
+    links_path = settings.home / "identity" / "links.parquet"
+    links = pd.read_parquet(links_path) if links_path.exists() else None
+    result = ingest_frame(frame, mapping, key, links=links)
     report = result.summary() | {
         "source": source.name,
         "mapping": mapping_path.name,
@@ -409,4 +466,10 @@ def ingest_file(settings: Settings, source: Path, mapping_path: Path) -> IngestR
     tables[result.table] = result.frame
     manifest[result.table] = {"origin": "ingest"} | report
     replace_folder(raw_dir, tables, {MANIFEST: manifest})
+    if result.resolution is not None:
+        replace_folder(
+            settings.home / "identity",
+            {"links": result.resolution.links, "merges": result.resolution.merges},
+            {"report": result.resolution.report()},
+        )
     return result

@@ -117,6 +117,11 @@ class Mapping(_Strict):
     pii: dict[str, PiiKind] = Field(
         default_factory=dict, description="Contract column -> kind, for columns holding PII."
     )
+    identity: dict[str, str] = Field(
+        default_factory=dict,
+        description="Identifier kind (email, phone, member, device, ...) -> source column. "
+        "Rows sharing any identifier are one customer (see features/identity.py).",
+    )
     drop_exact_duplicates: bool = Field(
         True,
         description="Quarantine rows identical to an earlier one. Turn off for sources "
@@ -140,6 +145,8 @@ class Mapping(_Strict):
             raise ValueError(f"'columns' must map {timestamp}")
         if self.order_lines and "order_id" not in self.columns:
             raise ValueError("order_lines needs order_id mapped")
+        if self.order_lines and self.identity:
+            raise ValueError("identity resolution runs on customer records, not order lines")
         return self
 
 
