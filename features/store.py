@@ -57,7 +57,7 @@ def open_store(settings: Settings) -> FeatureStore:
 
 
 def _definitions(offline_dir: Path) -> list[object]:
-    """The repo's objects, with relative source paths bound to ``offline_dir``.
+    """The repo's objects, with source paths bound to ``offline_dir``.
 
     The DuckDB offline store reads a source path as given, so the registry must hold the
     absolute one.
@@ -69,8 +69,10 @@ def _definitions(offline_dir: Path) -> list[object]:
     ]
     for obj in objects:
         source = obj.batch_source if isinstance(obj, FeatureView) else obj
-        if isinstance(source, FileSource) and not Path(source.path).is_absolute():
-            source.file_options.uri = str(offline_dir.resolve() / source.path)
+        # The definitions are module-level objects shared by every store in the process:
+        # bind by file name, so a second home never inherits the first one's path.
+        if isinstance(source, FileSource):
+            source.file_options.uri = str(offline_dir.resolve() / Path(source.path).name)
     return objects
 
 
