@@ -200,3 +200,15 @@ def test_cdnow_reconciles_and_replaces_a_simulated_world(tmp_path: Path):
     assert len(quarantined_only) == 68
     report = (tmp_path / "ingest" / "orders" / "report.json").read_text()
     assert '"rows_in": 69659' in report
+
+
+def test_extremes_can_be_quarantined_instead_of_flagged(retail):
+    source, _ = retail
+    mapping = load_mapping(MAPPINGS / "online_retail.yaml")
+    strict = mapping.model_copy(
+        update={"extreme": mapping.extreme.model_copy(update={"action": "quarantine"})}
+    )
+    result = ingest_frame(source, strict, KEY)
+    assert result.reasons["extreme_amount"] == 1
+    assert "581483" not in set(result.frame["order_id"]) and result.flagged.empty
+    assert result.rows_in == result.rows_kept + result.rows_quarantined
