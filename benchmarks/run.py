@@ -27,6 +27,7 @@ import httpx
 import pandas as pd
 
 from benchmarks.loadgen import LoadResult, run_load
+from serving.launch import serve_command
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -86,8 +87,6 @@ def _prepare_home(home: Path, customers: int) -> None:
 def serving_churn(args: argparse.Namespace) -> list[dict]:
     """POST /v1/churn for one customer: custlab's BentoML service (online store, reason
     codes, prediction log) against a bare FastAPI endpoint over the same booster."""
-    import mlflow
-
     from custlab.settings import Settings
     from features.store import read_snapshots
     from training.registry import load_champion, use_tracking
@@ -104,7 +103,6 @@ def serving_churn(args: argparse.Namespace) -> list[dict]:
     latest = snapshots[snapshots["event_timestamp"] == snapshots["event_timestamp"].max()]
     features_file = home / "bench" / "anchor-features.parquet"
     latest.to_parquet(features_file)
-    del mlflow
 
     ids = latest.loc[latest["orders_52w"] > 0, "customer_id"].sample(
         args.requests, replace=True, random_state=0
@@ -120,17 +118,7 @@ def serving_churn(args: argparse.Namespace) -> list[dict]:
     custlab_port, anchor_port = _free_port(), _free_port()
     servers = {
         "custlab (BentoML)": (
-            [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                "serving.service:CustomerScoring",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(custlab_port),
-            ],
+            serve_command("127.0.0.1", custlab_port),
             f"http://127.0.0.1:{custlab_port}",
             f"http://127.0.0.1:{custlab_port}/readyz",
         ),

@@ -126,23 +126,11 @@ def serve(
 ) -> None:
     """Serve every champion with BentoML (blocks until stopped)."""
     from custlab import pipeline
+    from serving.launch import serve_command
 
     settings = _settings()
     _run(pipeline.check_serving, settings)
-    serving_root = Path(__file__).resolve().parent.parent
-    command = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        "serving.service:CustomerScoring",
-        "--host",
-        settings.serve_host,
-        "--port",
-        str(port or settings.serve_port),
-        "--working-dir",
-        str(serving_root),
-    ]
+    command = serve_command(settings.serve_host, port or settings.serve_port)
     os.execv(sys.executable, command)
 
 
