@@ -9,12 +9,15 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 
 from custlab.settings import Settings
 from features.errors import CustlabError
+
+if TYPE_CHECKING:
+    from features.simulate import WorldSpec
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -33,6 +36,14 @@ Seed = Annotated[int, typer.Option(help="Random seed.", min=0)]
 Trials = Annotated[int, typer.Option(help="Optuna trials.", min=1)]
 Timeout = Annotated[float, typer.Option(help="Stop tuning after this many seconds.", min=1)]
 Task = Annotated[str, typer.Option(help="Task to train: churn.")]
+Scenarios = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--scenario",
+        help="Drift from a date, NAME@YYYY-MM-DD (price_shock, channel_mix, tracking_outage); "
+        "repeatable.",
+    ),
+]
 
 
 def _settings() -> Settings:
@@ -64,13 +75,25 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
     quiet_libraries()
 
 
-@app.command()
-def simulate(customers: Customers = 30_000, weeks: Weeks = 104, seed: Seed = 7) -> None:
-    """Simulate a customer world and write its raw tables and ground truth."""
-    from custlab import pipeline
-    from features.simulate import WorldSpec
+def _world(customers: int, weeks: int, seed: int, scenarios: list[str] | None) -> WorldSpec:
+    from features.simulate import WorldSpec, parse_scenario
 
-    _run(pipeline.simulate, _settings(), WorldSpec(customers=customers, weeks=weeks, seed=seed))
+    parsed = tuple(parse_scenario(text) for text in scenarios or ())
+    return WorldSpec(customers=customers, weeks=weeks, seed=seed, scenarios=parsed)
+
+
+@app.command()
+def simulate(
+    customers: Customers = 30_000,
+    weeks: Weeks = 104,
+    seed: Seed = 7,
+    scenario: Scenarios = None,
+) -> None:
+    """Simulate a customer world (all five tables) and write it with its ground truth."""
+    from custlab import pipeline
+
+    spec = _run(_world, customers, weeks, seed, scenario)
+    _run(pipeline.simulate, _settings(), spec)
 
 
 @app.command()
@@ -141,16 +164,14 @@ def demo(
     seed: Seed = 7,
     trials: Trials = 25,
     timeout: Timeout = 300.0,
+    scenario: Scenarios = None,
 ) -> None:
     """Run the main job: simulate, build features, train churn, check drift, summarize."""
     from custlab import pipeline
-    from features.simulate import WorldSpec
     from training.tune import TuneSpec
 
+    spec = _run(_world, customers, weeks, seed, scenario)
     summary = _run(
-        pipeline.demo,
-        _settings(),
-        WorldSpec(customers=customers, weeks=weeks, seed=seed),
-        TuneSpec(n_trials=trials, timeout_seconds=timeout),
+        pipeline.demo, _settings(), spec, TuneSpec(n_trials=trials, timeout_seconds=timeout)
     )
     typer.echo(summary)

@@ -78,7 +78,7 @@ def simulate(settings: Settings, spec: WorldSpec) -> World:
         origin = {"origin": "simulator"} | spec.model_dump(mode="json")
         manifest = {name: origin for name in world.tables()}
         replace_folder(settings.raw_dir, world.tables(), {MANIFEST: manifest})
-        replace_folder(settings.home / "truth", {"latent_states": world.latent_states})
+        replace_folder(settings.home / "truth", world.truth_tables())
     return world
 
 

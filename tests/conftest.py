@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 
 from custlab.settings import Settings
 from features.simulate import World, WorldSpec, simulate_world
+from tests.factories import DEMO_TUNING, DEMO_WORLD
 
 if TYPE_CHECKING:
     from starlette.testclient import TestClient
@@ -33,13 +34,12 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     ``bentoml serve``, so the home is exported for the session.
     """
     from custlab import pipeline
-    from training.tune import TuneSpec
 
     home = tmp_path_factory.mktemp("custlab-home")
     previous = os.environ.get("CUSTLAB_HOME")
     os.environ["CUSTLAB_HOME"] = str(home)
     pipeline.quiet_libraries()
-    pipeline.demo(Settings(), SMALL_WORLD, TuneSpec(n_trials=2, max_rounds=200))
+    pipeline.demo(Settings(), DEMO_WORLD, DEMO_TUNING)
     yield home
     if previous is None:
         os.environ.pop("CUSTLAB_HOME", None)

@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 
 from custlab.settings import Settings
 from features.store import read_snapshots
+from tests.factories import DEMO_TUNING
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -45,7 +46,7 @@ def test_registry_holds_a_documented_champion(demo_home):
     trials = client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
     )
-    assert len(trials) == 2
+    assert len(trials) == DEMO_TUNING.n_trials
 
 
 def test_drift_report_written_as_html_and_json(demo_home):
