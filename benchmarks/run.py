@@ -171,8 +171,10 @@ def serving_churn(args: argparse.Namespace) -> list[dict]:
     for row in rows:
         row["rps vs anchor"] = row["requests/s"] / base["requests/s"]
         row["p50 vs anchor"] = row["p50 ms"] / base["p50 ms"]
+    leaves = sum(tree["num_leaves"] for tree in booster.dump_model()["tree_info"])
     setup = (
-        f"{args.customers:,} customers; model v{version}; {args.requests} requests x "
+        f"{args.customers:,} customers; model v{version} ({booster.num_trees()} trees, "
+        f"{leaves:,} leaves: reason codes cost grows with it); {args.requests} requests x "
         f"{args.rounds} rounds, {args.concurrency} concurrent clients, one id per request, "
         "one server worker each"
     )
@@ -235,6 +237,7 @@ def write_results(rows: list[dict], started: datetime) -> Path:
             "",
         ]
         shown = group.drop(columns=["benchmark", "setup", "machine", "measured"])
+        shown = shown.dropna(axis=1, how="all")
         lines += [shown.to_markdown(index=False, floatfmt=".2f"), ""]
     md_path = RESULTS / "results.md"
     md_path.write_text("\n".join(lines))
