@@ -154,7 +154,8 @@ def serve(
     settings = _settings()
     _run(pipeline.check_serving, settings)
     command = serve_command(settings.serve_host, port or settings.serve_port)
-    os.execv(sys.executable, command)
+    # BentoML's usage tracking stays off: nothing leaves the machine.
+    os.execve(sys.executable, command, os.environ | {"BENTOML_DO_NOT_TRACK": "true"})
 
 
 @app.command()

@@ -7,6 +7,8 @@ from :class:`custlab.settings.Settings`; Feast never reads the environment on it
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import string
 from datetime import timedelta
@@ -89,11 +91,13 @@ def publish_snapshots(settings: Settings, snapshots: pd.DataFrame) -> FeatureSto
     store = open_store(settings)
     store.apply(_definitions(settings.offline_dir))
     latest = snapshots[EVENT_TIMESTAMP].max()
-    # Only the newest weekly snapshot goes online: serving answers "as of now".
-    store.materialize(
-        start_date=(latest - timedelta(days=1)).to_pydatetime(),
-        end_date=(latest + timedelta(seconds=1)).to_pydatetime(),
-    )
+    # Only the newest weekly snapshot goes online: serving answers "as of now". Feast
+    # prints its own coloured progress; custlab's log line below says the same.
+    with contextlib.redirect_stdout(io.StringIO()):
+        store.materialize(
+            start_date=(latest - timedelta(days=1)).to_pydatetime(),
+            end_date=(latest + timedelta(seconds=1)).to_pydatetime(),
+        )
     logger.info("published %d snapshot rows; online as of %s", len(snapshots), latest)
     return store
 
