@@ -1,9 +1,11 @@
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from features.identity import resolve_identities
 from features.ingest import ingest_frame
-from features.mapping import Mapping
+from features.mapping import Mapping, load_mapping
 
 IDS = {"email": "email", "phone": "phone", "member": "member"}
 
@@ -63,19 +65,8 @@ def customer_export() -> pd.DataFrame:
     )
 
 
-CUSTOMER_MAPPING = Mapping.model_validate(
-    {
-        "table": "customers",
-        "columns": {
-            "customer_id": "member_no",
-            "signup_ts": "joined",
-            "email": "mail",
-            "phone": "tel",
-            "marketing_consent": "consent",
-        },
-        "pii": {"email": "email", "phone": "phone"},
-        "identity": {"email": "mail", "phone": "tel"},
-    }
+CUSTOMER_MAPPING = load_mapping(
+    Path(__file__).resolve().parents[2] / "features" / "mappings" / "crm_customers.yaml"
 )
 
 

@@ -15,6 +15,7 @@ from training.tune import TuneSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+ROOT = Path(__file__).resolve().parents[2]
 CANARY = "canary"  # every planted value contains it, in some case
 
 
@@ -27,6 +28,7 @@ def _exports(folder: Path) -> tuple[Path, Path]:
             "joined": world.customers["signup_ts"].dt.strftime("%Y-%m-%d %H:%M:%S"),
             "mail": [f"Person{i}@Canary-Mail.test" for i in range(len(member))],
             "tel": [f"+1 555 0{i:06d}" for i in range(len(member))],
+            "consent": ["yes"] * len(member),
             "full_name": [f"Canary Person {i}" for i in range(len(member))],
         }
     )
@@ -66,21 +68,7 @@ def test_canaries_reach_no_store_model_report_or_log(tmp_path: Path, caplog, cli
     customers_csv, orders_csv = _exports(tmp_path / "exports")
     maps = tmp_path / "mappings"
     maps.mkdir()
-    customers_map = _mapping(
-        maps,
-        "customers",
-        {
-            "table": "customers",
-            "columns": {
-                "customer_id": "member_no",
-                "signup_ts": "joined",
-                "email": "mail",
-                "phone": "tel",
-            },
-            "pii": {"email": "email", "phone": "phone"},
-            "identity": {"email": "mail", "phone": "tel"},
-        },
-    )
+    customers_map = ROOT / "features" / "mappings" / "crm_customers.yaml"
     orders_map = _mapping(
         maps,
         "orders",
