@@ -140,7 +140,7 @@ def monitor(task: Task = "churn") -> None:
     from custlab import pipeline
 
     report = _run(pipeline.monitor, _settings(), task)
-    typer.echo(f"drift report: {report.html}")
+    typer.echo(f"{report.summary.describe()}; report: {report.html}")
 
 
 @app.command()

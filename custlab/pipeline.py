@@ -144,7 +144,6 @@ def demo(settings: Settings, world: WorldSpec, tune: TuneSpec) -> str:
     outcome = train(settings, "churn", tune)
     report = monitor(settings, "churn")
     home = settings.home.resolve()
-    drifted = ", ".join(report.summary.drifted_columns) or "none"
     return "\n".join(
         [
             "",
@@ -152,8 +151,7 @@ def demo(settings: Settings, world: WorldSpec, tune: TuneSpec) -> str:
             f"features: {build.rows:,} snapshot rows for {build.customers:,} customers, "
             f"{build.first_as_of:%Y-%m-%d} .. {build.last_as_of:%Y-%m-%d}",
             describe_training(outcome),
-            f"drift, latest week vs training window: {100 * report.summary.share_drifted:.0f}% "
-            f"of columns drifted ({drifted})",
+            f"drift, latest week vs training window: {report.summary.describe()}",
             "",
             "next:",
             "  MLflow UI      .venv/bin/mlflow ui --backend-store-uri "

@@ -52,6 +52,10 @@ class DriftSummary:
     def drifted_columns(self) -> list[str]:
         return sorted(name for name, c in self.columns.items() if c.drifted)
 
+    def describe(self) -> str:
+        drifted = ", ".join(self.drifted_columns) or "none"
+        return f"{100 * self.share_drifted:.0f}% of columns drifted ({drifted})"
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"drifted_columns": self.drifted_columns}
 
