@@ -441,8 +441,8 @@ def ingest_file(settings: Settings, source: Path, mapping_path: Path) -> IngestR
     replaced, not mixed with real data. Nothing is written when anything fails.
     """
     mapping = load_mapping(mapping_path)
-    key = pseudonym_key(settings, mapping)
     frame = read_source(source, mapping)
+    key = pseudonym_key(settings, mapping)
     links_path = settings.home / "identity" / "links.parquet"
     links = pd.read_parquet(links_path) if links_path.exists() else None
     result = ingest_frame(frame, mapping, key, links=links)

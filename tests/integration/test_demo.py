@@ -1,6 +1,7 @@
 """The whole main job at a tiny scale, and what a user of each surface sees."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,45 @@ def test_training_without_features_says_what_to_run(tmp_path):
         f"custlab: error: no feature snapshots at {tmp_path}/offline/customer_snapshots.parquet; "
         "run 'custlab features' first"
     ]
+
+
+MAPPINGS = Path(__file__).resolve().parents[2] / "features" / "mappings"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def test_ingest_says_what_happened_in_one_line(tmp_path):
+    result = _custlab(
+        tmp_path,
+        "ingest",
+        "--source", str(FIXTURES / "online_retail_lines.csv"),
+        "--mapping", str(MAPPINGS / "online_retail.yaml"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines() == [
+        "orders: 21 rows in = 15 kept + 6 quarantined (bad_timestamp 1; bad_unit_price 1; "
+        "duplicate_row 1; missing_customer_id 1; non_positive_amount 1; "
+        "timestamp_out_of_range 1); 12 rows written; 1 flagged extreme (kept)"
+    ]
+    assert (tmp_path / "raw" / "orders.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    ("source_text", "message"),
+    [
+        (None, "source file .* not found"),
+        ("", "cannot read .*"),
+        ("InvoiceNo,CustomerID\n1,2\n", "lacks column\\(s\\) InvoiceDate, Quantity"),
+    ],
+)
+def test_ingest_bad_source_gets_one_line_and_writes_nothing(tmp_path, source_text, message):
+    source = tmp_path / "export.csv"
+    if source_text is not None:
+        source.write_text(source_text)
+    home = tmp_path / "home"
+    result = _custlab(
+        home, "ingest", "--source", str(source), "--mapping", str(MAPPINGS / "online_retail.yaml")
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "custlab: error" in line]
+    assert len(errors) == 1 and re.search(message, errors[0])
+    assert not home.exists()
