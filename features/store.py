@@ -127,8 +127,8 @@ def service_features(service: FeatureService) -> list[str]:
     return [f.name for view in service.feature_view_projections for f in view.features]
 
 
-def read_snapshots(settings: Settings) -> pd.DataFrame:
-    """The offline snapshot table as last published.
+def read_snapshots(settings: Settings, columns: list[str] | None = None) -> pd.DataFrame:
+    """The offline snapshot table as last published (only ``columns``, when given).
 
     Raises:
         CustlabError: Nothing has been published yet.
@@ -136,7 +136,7 @@ def read_snapshots(settings: Settings) -> pd.DataFrame:
     path = settings.offline_dir / SNAPSHOTS_TABLE
     if not path.exists():
         raise CustlabError(f"no feature snapshots at {path}; run 'custlab features' first")
-    return pd.read_parquet(path)
+    return pd.read_parquet(path, columns=columns)
 
 
 def online_features(

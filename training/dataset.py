@@ -31,7 +31,8 @@ def training_frame(
     Raises:
         CustlabError: No as-of date has a matured label.
     """
-    as_of = pd.DatetimeIndex(sorted(read_snapshots(settings)[EVENT_TIMESTAMP].unique()))
+    stamps = read_snapshots(settings, [EVENT_TIMESTAMP])[EVENT_TIMESTAMP]
+    as_of = pd.DatetimeIndex(sorted(stamps.unique()))
     orders = read_raw_tables(settings.raw_dir)["orders"]
     labels = churn_labels(orders, as_of, task.horizon_days, task.active_window_days)
     if labels.empty:
