@@ -69,6 +69,7 @@ class FeatureBuild:
     customers: int
     first_as_of: pd.Timestamp
     last_as_of: pd.Timestamp
+    families: tuple[str, ...]
 
 
 def simulate(settings: Settings, spec: WorldSpec) -> World:
@@ -90,14 +91,19 @@ def ingest(settings: Settings, source: Path, mapping: Path) -> IngestResult:
 
 def build_features(settings: Settings, raw_dir: Path | None = None) -> FeatureBuild:
     """Snapshots from the raw tables, published to the offline and online stores."""
-    with step("build point-in-time snapshots"):
+    with step("build point-in-time snapshots of every feature family"):
         tables = read_raw_tables(raw_dir or settings.raw_dir)
-        snapshots = build_snapshots(tables["orders"], tables.get("customers"))
+        snapshots = build_snapshots(tables)
     with step("publish to Feast (apply, materialize)"):
         publish_snapshots(settings, snapshots)
-    stamps = snapshots["event_timestamp"]
+    keys = snapshots["orders"]
+    stamps = keys["event_timestamp"]
     return FeatureBuild(
-        len(snapshots), snapshots["customer_id"].nunique(), stamps.min(), stamps.max()
+        len(keys),
+        keys["customer_id"].nunique(),
+        stamps.min(),
+        stamps.max(),
+        tuple(snapshots),
     )
 
 
@@ -149,7 +155,8 @@ def demo(settings: Settings, world: WorldSpec, tune: TuneSpec) -> str:
             "",
             f"custlab demo finished in {time.perf_counter() - started:.0f}s",
             f"features: {build.rows:,} snapshot rows for {build.customers:,} customers, "
-            f"{build.first_as_of:%Y-%m-%d} .. {build.last_as_of:%Y-%m-%d}",
+            f"{build.first_as_of:%Y-%m-%d} .. {build.last_as_of:%Y-%m-%d}; families "
+            + ", ".join(build.families),
             describe_training(outcome),
             f"drift, latest week vs training window: {report.summary.describe()}",
             "",

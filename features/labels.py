@@ -1,87 +1,84 @@
-"""Label factories: what happened to a customer after an as-of date.
+"""Label factories: what happened to a customer after an as-of date, for the four tasks.
 
-Labels look only at orders at or after ``t``; snapshots stamped ``t`` look only before
-it. A label exists only once its horizon has fully passed (it has *matured*) before the
-end of observation, so the newest weeks never get a made-up "churned".
+Every factory has the same shape, ``factory(tables, as_of, horizon_days=..., ...)``, and
+returns ``customer_id``, ``event_timestamp`` (= t) and one label column, for the customers
+eligible at ``t``. Labels read only orders at or after ``t``; snapshots stamped ``t`` read
+only records before it. A label exists only once its horizon has fully passed (it has
+*matured*) before the end of observation, so the newest weeks never get a made-up
+"churned". The one exception is the lifecycle label: a stage is, by definition, read from
+the history up to its own moment ``t + horizon``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
+from features.families.segments import StageRules, lifecycle_stage, signup_seconds
+from features.history import History, purchases
+from features.snapshots import snapshot_grid
+
+Tables = Mapping[str, pd.DataFrame]
+LabelFactory = Callable[..., pd.DataFrame]
 
 
-class OrderIndex:
-    """Orders sorted by (customer, time), answering window questions for many
-    (customer, as-of) pairs at once with binary search instead of joins.
-
-    Times are kept in whole seconds so that ``customer * span + seconds`` fits in int64
-    for millions of customers over decades.
-    """
-
-    def __init__(self, orders: pd.DataFrame) -> None:
-        purchases = orders[~orders["is_return"]] if "is_return" in orders else orders
-        self._ids = pd.Index(pd.unique(purchases[ENTITY_KEY]))
-        cust = self._ids.get_indexer(purchases[ENTITY_KEY]).astype(np.int64)
-        ts = purchases["order_ts"].to_numpy(dtype="datetime64[s]").astype(np.int64)
-        order = np.lexsort((ts, cust))
-        self._cust, self._ts = cust[order], ts[order]
-        # Keys sort by customer first, then time; offsetting by the minimum keeps them
-        # non-negative so one searchsorted covers both.
-        self._offset = int(self._ts.min()) if self._ts.size else 0
-        self._span = int(self._ts.max() - self._offset + 1) if self._ts.size else 1
-        self._keys = self._cust * self._span + (self._ts - self._offset)
-        self.observation_end = pd.Timestamp(int(self._ts.max()), unit="s", tz="UTC")
-
-    def count_between(
-        self, customer_ids: pd.Series, start: pd.Series, end: pd.Series
-    ) -> np.ndarray:
-        """Orders of each customer with start <= order_ts < end."""
-        cust = self._ids.get_indexer(customer_ids).astype(np.int64)
-        lo = self._search(cust, start)
-        hi = self._search(cust, end)
-        return np.where(cust >= 0, hi - lo, 0)
-
-    def _search(self, cust: np.ndarray, when: pd.Series) -> np.ndarray:
-        seconds = when.to_numpy(dtype="datetime64[s]").astype(np.int64) - self._offset
-        seconds = np.clip(seconds, 0, self._span)
-        return np.searchsorted(self._keys, cust * self._span + seconds, side="left")
+def _matured(
+    as_of: pd.DatetimeIndex, horizon_days: int, observation_end: pd.Timestamp
+) -> pd.DatetimeIndex:
+    horizon = pd.Timedelta(days=horizon_days)
+    return pd.DatetimeIndex([t for t in as_of if t + horizon <= observation_end])
 
 
-def active_customers(
-    orders: pd.DataFrame, as_of: pd.DatetimeIndex, window_days: int
-) -> pd.DataFrame:
-    """Customers with an order in ``[t - window, t)``, for each as-of date ``t``.
+def _observation_end(orders: pd.DataFrame, given: pd.Timestamp | None) -> pd.Timestamp:
+    return given if given is not None else orders["order_ts"].max()
+
+
+def _empty(label: str, dtype: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            ENTITY_KEY: pd.Series(dtype=str),
+            EVENT_TIMESTAMP: pd.Series(dtype="datetime64[ns, UTC]"),
+            label: pd.Series(dtype=dtype),
+        }
+    )
+
+
+def active_customers(orders: pd.DataFrame, as_of: pd.DatetimeIndex, window_days: int) -> pd.DataFrame:
+    """Customers with a purchase in ``[t - window, t)``, for each as-of date ``t``.
 
     Returns:
         ``customer_id`` and ``event_timestamp`` (= t), one row per active customer per date.
     """
-    purchases = orders[~orders["is_return"]] if "is_return" in orders else orders
-    ts = purchases["order_ts"]
+    bought = purchases(orders)
+    ts = bought["order_ts"]
     window = pd.Timedelta(days=window_days)
     frames = [
         pd.DataFrame(
             {
-                ENTITY_KEY: pd.unique(purchases.loc[(ts >= t - window) & (ts < t), ENTITY_KEY]),
+                ENTITY_KEY: pd.unique(bought.loc[(ts >= t - window) & (ts < t), ENTITY_KEY]),
                 EVENT_TIMESTAMP: t,
             }
         )
         for t in as_of
     ]
+    frames = [f for f in frames if not f.empty]
     if not frames:
-        return pd.DataFrame(
-            {
-                ENTITY_KEY: pd.Series(dtype=str),
-                EVENT_TIMESTAMP: pd.Series(dtype="datetime64[ns, UTC]"),
-            }
-        )
+        return _empty("_", "int8").drop(columns="_")
     return pd.concat(frames, ignore_index=True)
 
 
+def known_customers(tables: Tables, as_of: pd.DatetimeIndex) -> pd.DataFrame:
+    """Customers known (signed up or bought) before each as-of date: the snapshot grid."""
+    if len(as_of) == 0:
+        return _empty("_", "int8").drop(columns="_")
+    return snapshot_grid(tables, as_of).keys()
+
+
 def churn_labels(
-    orders: pd.DataFrame,
+    tables: Tables,
     as_of: pd.DatetimeIndex,
     horizon_days: int = 90,
     active_window_days: int = 365,
@@ -90,7 +87,7 @@ def churn_labels(
     """Churn at ``t``: an active customer places no order in ``[t, t + horizon)``.
 
     Args:
-        orders: Contract ``orders``.
+        tables: Contract tables (orders is read).
         as_of: As-of dates to label.
         horizon_days: Days after ``t`` in which an order means "retained".
         active_window_days: A customer is active at ``t`` with an order in
@@ -98,15 +95,106 @@ def churn_labels(
         observation_end: Last moment the data covers; default the last order.
 
     Returns:
-        ``customer_id``, ``event_timestamp`` (= t) and ``churned`` (0/1), for matured
-        as-of dates only.
+        ``customer_id``, ``event_timestamp`` and ``churned`` (0/1).
     """
-    index = OrderIndex(orders)
-    end = observation_end or index.observation_end
-    horizon = pd.Timedelta(days=horizon_days)
-    matured = pd.DatetimeIndex([t for t in as_of if t + horizon <= end])
+    orders = tables["orders"]
+    matured = _matured(as_of, horizon_days, _observation_end(orders, observation_end))
     labels = active_customers(orders, matured, active_window_days)
-    after = index.count_between(
-        labels[ENTITY_KEY], labels[EVENT_TIMESTAMP], labels[EVENT_TIMESTAMP] + horizon
+    if labels.empty:
+        return _empty("churned", "int8")
+    t = labels[EVENT_TIMESTAMP]
+    after = History.of_purchases(orders).count_between(
+        labels[ENTITY_KEY], t, t + pd.Timedelta(days=horizon_days)
     )
     return labels.assign(churned=(after == 0).astype(np.int8))
+
+
+def propensity_labels(
+    tables: Tables,
+    as_of: pd.DatetimeIndex,
+    horizon_days: int = 30,
+    category: str | None = None,
+    observation_end: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Purchase propensity at ``t``: a known customer orders (in ``category``, when
+    given) in ``[t, t + horizon)``.
+
+    Returns:
+        ``customer_id``, ``event_timestamp`` and ``purchased`` (0/1).
+
+    Raises:
+        ValueError: ``category`` is given and orders have no ``category`` column.
+    """
+    orders = tables["orders"]
+    matured = _matured(as_of, horizon_days, _observation_end(orders, observation_end))
+    labels = known_customers(tables, matured)
+    if labels.empty:
+        return _empty("purchased", "int8")
+    target = orders
+    if category is not None:
+        if "category" not in orders:
+            raise ValueError(f"a target category ({category!r}) needs orders with a category")
+        target = orders[orders["category"].astype(str) == category]
+    t = labels[EVENT_TIMESTAMP]
+    after = History.of_purchases(target).count_between(
+        labels[ENTITY_KEY], t, t + pd.Timedelta(days=horizon_days)
+    )
+    return labels.assign(purchased=(after > 0).astype(np.int8))
+
+
+def clv_labels(
+    tables: Tables,
+    as_of: pd.DatetimeIndex,
+    horizon_days: int = 365,
+    observation_end: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Customer value at ``t``: net spend (returns deducted) in ``[t, t + horizon)`` of a
+    customer who has bought before ``t``.
+
+    Returns:
+        ``customer_id``, ``event_timestamp`` and ``future_spend``.
+    """
+    orders = tables["orders"]
+    matured = _matured(as_of, horizon_days, _observation_end(orders, observation_end))
+    labels = active_customers(orders, matured, window_days=100 * 365)
+    if labels.empty:
+        return _empty("future_spend", "float64")
+    t = labels[EVENT_TIMESTAMP]
+    spend = History.of_net_spend(orders).sum_between(
+        labels[ENTITY_KEY], t, t + pd.Timedelta(days=horizon_days)
+    )
+    return labels.assign(future_spend=spend)
+
+
+def lifecycle_labels(
+    tables: Tables,
+    as_of: pd.DatetimeIndex,
+    horizon_days: int = 90,
+    rules: StageRules = StageRules(),  # noqa: B008 (immutable)
+    observation_end: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Lifecycle stage at ``t + horizon`` of a customer known at ``t``, by the same rule
+    that gives the ``lifecycle_stage`` feature.
+
+    Returns:
+        ``customer_id``, ``event_timestamp`` and ``future_stage``.
+    """
+    orders = tables["orders"]
+    matured = _matured(as_of, horizon_days, _observation_end(orders, observation_end))
+    labels = known_customers(tables, matured)
+    if labels.empty:
+        return _empty("future_stage", "object")
+    ids = labels[ENTITY_KEY]
+    later = (labels[EVENT_TIMESTAMP] + pd.Timedelta(days=horizon_days)).to_numpy(dtype="datetime64[s]")
+    stage = lifecycle_stage(
+        History.of_purchases(orders), ids, later, signup_seconds(tables.get("customers"), ids), rules
+    )
+    return labels.assign(future_stage=stage)
+
+
+LABEL_FACTORIES: dict[str, LabelFactory] = {
+    "churn": churn_labels,
+    "propensity": propensity_labels,
+    "clv": clv_labels,
+    "lifecycle": lifecycle_labels,
+}

@@ -1,34 +1,44 @@
-"""The Feast feature store of the active profile: publishing snapshots, reading training
-frames (offline, point in time) and serving rows (online).
+"""The Feast feature store of the active profile: publishing family snapshots, reading
+training frames (offline, point in time) and serving rows (online).
 
-The config comes from ``feature_repo/feature_store.yaml`` with its placeholders filled
-from :class:`custlab.settings.Settings`; Feast never reads the environment on its own.
+This is the one place that binds a profile's paths. The repo in ``feature_repo/`` is
+opened by path, as ``feast apply`` opens it; its config gets its placeholders filled from
+:class:`custlab.settings.Settings` and its sources are bound to the profile's offline
+folder on copies, so the declared definitions are never rewritten.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import importlib.util
 import io
+import json
 import logging
 import string
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
 import yaml
 from feast import Entity, FeatureService, FeatureStore, FeatureView, FileSource, RepoConfig
 
-import feature_repo
 from custlab.settings import Settings
-from feature_repo import definitions
 from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
 from features.errors import CustlabError
+from features.families import FAMILIES
 from features.tables import write_parquet_atomic
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOTS_TABLE = "customer_snapshots.parquet"
+REPO_DIR = Path(__file__).resolve().parent.parent / "feature_repo"
+# What the last publish wrote: the families present and the as-of dates they cover.
+MANIFEST = "families.json"
 _ROW = "__row"
 
 
@@ -39,7 +49,7 @@ def repo_config(settings: Settings) -> RepoConfig:
         if settings.profile == "local"
         else f"feature_store.{settings.profile}.yaml"
     )
-    template = (Path(feature_repo.__file__).parent / name).read_text()
+    template = (REPO_DIR / name).read_text()
     text = string.Template(template).substitute(
         CUSTLAB_FEAST_DIR=str(settings.feast_dir.resolve()),
         CUSTLAB_OFFLINE_DIR=str(settings.offline_dir.resolve()),
@@ -58,101 +68,267 @@ def open_store(settings: Settings) -> FeatureStore:
     return FeatureStore(config=config, repo_path=str(config.repo_path))
 
 
-def _definitions(offline_dir: Path) -> list[object]:
-    """The repo's objects, with source paths bound to ``offline_dir``.
+@cache
+def _repo_module(repo_dir: Path) -> ModuleType:
+    """The repo's definitions, loaded from its folder (not imported as a package)."""
+    spec = importlib.util.spec_from_file_location("custlab_feature_definitions", repo_dir / "definitions.py")
+    if spec is None or spec.loader is None:
+        raise CustlabError(f"no Feast definitions at {repo_dir}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def repo_definitions(repo_dir: Path = REPO_DIR) -> list[Entity | FeatureView | FeatureService]:
+    """The entities, feature views and feature services the repo declares."""
+    return [
+        value
+        for value in vars(_repo_module(repo_dir)).values()
+        if isinstance(value, (Entity, FeatureView, FeatureService))
+    ]
+
+
+def bound_definitions(offline_dir: Path, repo_dir: Path = REPO_DIR) -> list[object]:
+    """The repo's objects, each view's source bound to its table in ``offline_dir``.
 
     The DuckDB offline store reads a source path as given, so the registry must hold the
-    absolute one.
+    absolute one. Views are copied before binding: the declared objects stay as written.
     """
-    objects = [
-        value
-        for value in vars(definitions).values()
-        if isinstance(value, (Entity, FeatureView, FeatureService, FileSource))
-    ]
-    for obj in objects:
-        source = obj.batch_source if isinstance(obj, FeatureView) else obj
-        # The definitions are module-level objects shared by every store in the process:
-        # bind by file name, so a second home never inherits the first one's path.
-        if isinstance(source, FileSource):
-            source.file_options.uri = str(offline_dir.resolve() / Path(source.path).name)
-    return objects
+    bound: list[object] = []
+    for obj in repo_definitions(repo_dir):
+        if isinstance(obj, FeatureView) and isinstance(obj.batch_source, FileSource):
+            source = obj.batch_source
+            view = copy.copy(obj)
+            view.batch_source = FileSource(
+                name=source.name,
+                path=str(offline_dir.resolve() / Path(source.path).name),
+                timestamp_field=source.timestamp_field,
+                description=source.description,
+            )
+            bound.extend([view, view.batch_source])
+        else:
+            bound.append(obj)
+    return bound
 
 
-def publish_snapshots(settings: Settings, snapshots: pd.DataFrame) -> FeatureStore:
-    """Write snapshots as the offline table, apply the repo and load the newest snapshot of
-    every customer into the online store.
+def view_family(view: FeatureView) -> str:
+    """The feature family a view holds (its ``family`` tag)."""
+    return view.tags["family"]
+
+
+def _materialize(store: FeatureStore, view: FeatureView, latest: pd.DataFrame) -> None:
+    """Load one family's newest snapshot into the online store.
+
+    custlab's online store takes the whole frame in one transaction; any other online
+    store goes through Feast's own materialization of the same window.
+    """
+    stamp: datetime = latest[EVENT_TIMESTAMP].max().to_pydatetime()
+    online = store._get_provider().online_store
+    if hasattr(online, "write_frame"):
+        online.write_frame(store.config, view, latest)
+        # Record the interval as Feast's own materialization would.
+        store.registry.apply_materialization(
+            view, store.project, stamp - timedelta(days=1), stamp + timedelta(seconds=1)
+        )
+        return
+    with contextlib.redirect_stdout(io.StringIO()):  # Feast prints its own progress bars
+        store.materialize(
+            start_date=stamp - timedelta(days=1),
+            end_date=stamp + timedelta(seconds=1),
+            feature_views=[view.name],
+        )
+
+
+def publish_snapshots(settings: Settings, snapshots: Mapping[str, pd.DataFrame]) -> FeatureStore:
+    """Write each family's snapshots as its offline table, apply the repo, and load the
+    newest snapshot of every present family into the online store.
+
+    The published set replaces the previous one whole: tables of families absent now are
+    removed offline and online, so a new source never mixes with an old one.
 
     Raises:
-        CustlabError: ``snapshots`` is empty.
+        CustlabError: There is nothing to publish.
     """
-    if snapshots.empty:
+    if not snapshots or all(frame.empty for frame in snapshots.values()):
         raise CustlabError("no feature snapshots to publish: the order history is empty")
-    write_parquet_atomic(snapshots, settings.offline_dir / SNAPSHOTS_TABLE)
+    offline = settings.offline_dir
+    for name, frame in snapshots.items():
+        write_parquet_atomic(frame, offline / FAMILIES[name].table_file)
+    for name, family in FAMILIES.items():
+        if name not in snapshots:
+            (offline / family.table_file).unlink(missing_ok=True)
+    stamps = pd.concat([frame[EVENT_TIMESTAMP] for frame in snapshots.values()])
+    manifest = {
+        "families": list(snapshots),
+        "first_as_of": stamps.min().isoformat(),
+        "last_as_of": stamps.max().isoformat(),
+    }
+    (offline / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
     store = open_store(settings)
-    store.apply(_definitions(settings.offline_dir))
-    latest = snapshots[EVENT_TIMESTAMP].max()
-    # Only the newest weekly snapshot goes online: serving answers "as of now". Feast
-    # prints its own coloured progress; custlab's log line below says the same.
-    with contextlib.redirect_stdout(io.StringIO()):
-        store.materialize(
-            start_date=(latest - timedelta(days=1)).to_pydatetime(),
-            end_date=(latest + timedelta(seconds=1)).to_pydatetime(),
-        )
-    logger.info("published %d snapshot rows; online as of %s", len(snapshots), latest)
+    # A clean online store: rows of an earlier source must not answer for this one.
+    with contextlib.suppress(Exception):
+        store.teardown()
+    store = open_store(settings)
+    store.apply(bound_definitions(offline))
+    for view in store.list_feature_views():
+        frame = snapshots.get(view_family(view))
+        if frame is not None:
+            _materialize(store, view, frame[frame[EVENT_TIMESTAMP] == frame[EVENT_TIMESTAMP].max()])
+    logger.info(
+        "published %s; online as of %s", ", ".join(snapshots), manifest["last_as_of"]
+    )
     return store
 
 
-def historical_features(store: FeatureStore, entity_df: pd.DataFrame, service: str) -> pd.DataFrame:
-    """Point-in-time join of a feature service onto ``entity_df`` (customer_id,
+def published_families(settings: Settings) -> list[str]:
+    """The families the last publish wrote.
+
+    Raises:
+        CustlabError: Nothing has been published yet.
+    """
+    path = settings.offline_dir / MANIFEST
+    if not path.exists():
+        raise CustlabError(f"no feature snapshots at {settings.offline_dir}; run 'custlab features' first")
+    return json.loads(path.read_text())["families"]
+
+
+def feature_refs(store: FeatureStore, service: str, families: Sequence[str]) -> list[str]:
+    """``view:feature`` references of a feature service, for the families present.
+
+    A service names every view its model may use; a source without, say, events has no
+    engagement data, and its model is trained and served on the rest.
+    """
+    refs = []
+    for projection in store.get_feature_service(service).feature_view_projections:
+        view = store.get_feature_view(projection.name)
+        if view_family(view) in families:
+            refs.extend(f"{projection.name}:{f.name}" for f in projection.features)
+    return refs
+
+
+def historical_features(store: FeatureStore, entity_df: pd.DataFrame, refs: Sequence[str]) -> pd.DataFrame:
+    """Point-in-time join of the features ``refs`` onto ``entity_df`` (customer_id,
     event_timestamp, anything else passes through), in the input's row order.
 
-    Every input row comes back; a customer without a snapshot in the view's ttl gets
-    empty features.
+    Every input row comes back; a customer without a snapshot within a view's ttl gets
+    empty features of that view.
     """
     missing = {ENTITY_KEY, EVENT_TIMESTAMP} - set(entity_df.columns)
     if missing:
         raise CustlabError(f"entity frame lacks column(s) {', '.join(sorted(missing))}")
     keyed = entity_df.assign(**{_ROW: np.arange(len(entity_df))})
-    joined = store.get_historical_features(
-        entity_df=keyed, features=store.get_feature_service(service)
-    ).to_df()
+    joined = store.get_historical_features(entity_df=keyed, features=list(refs)).to_df()
     passthrough = set(keyed.columns) - {_ROW}
     features = joined.drop(columns=[c for c in joined.columns if c in passthrough])
     out = keyed.merge(features, on=_ROW, how="left").sort_values(_ROW)
     return out.drop(columns=_ROW).reset_index(drop=True)
 
 
-def service_features(service: FeatureService) -> list[str]:
-    """The feature names a feature service delivers, in definition order."""
-    return [f.name for view in service.feature_view_projections for f in view.features]
-
-
-def read_snapshots(settings: Settings, columns: list[str] | None = None) -> pd.DataFrame:
-    """The offline snapshot table as last published (only ``columns``, when given).
+def read_snapshots(settings: Settings, family: str = "orders", columns: list[str] | None = None) -> pd.DataFrame:
+    """One family's offline snapshot table as last published (only ``columns``, when given).
 
     Raises:
-        CustlabError: Nothing has been published yet.
+        CustlabError: The family has not been published.
     """
-    path = settings.offline_dir / SNAPSHOTS_TABLE
+    path = settings.offline_dir / FAMILIES[family].table_file
     if not path.exists():
         raise CustlabError(f"no feature snapshots at {path}; run 'custlab features' first")
     return pd.read_parquet(path, columns=columns)
 
 
-def online_features(
-    store: FeatureStore, service: FeatureService, customer_ids: list[str]
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Latest features of a feature service for ``customer_ids``, in their order.
+def read_features(
+    settings: Settings, names: Sequence[str], dates: Sequence[pd.Timestamp] | None = None
+) -> pd.DataFrame:
+    """Snapshot rows with the features ``names`` of whichever families hold them, at
+    ``dates`` (default all): batch scoring and monitoring read the offline tables as
+    published, the same rows the training join saw.
 
-    Returns:
-        The feature frame (NaN where unknown) and, per customer, the event timestamp of
-        its newest feature row in epoch seconds (0 for a customer the store has never
-        seen).
+    Raises:
+        CustlabError: A feature is not published.
     """
-    response = store.get_online_features(
-        features=service, entity_rows=[{ENTITY_KEY: c} for c in customer_ids]
-    ).to_dict(include_event_timestamps=True)
-    names = service_features(service)
-    values = np.array([response[name] for name in names], dtype=np.float64).T
-    stamps = np.array([response[f"{name}__ts"] for name in names], dtype=np.float64).max(axis=0)
-    return pd.DataFrame(values, columns=names), stamps
+    keys = [ENTITY_KEY, EVENT_TIMESTAMP]
+    wanted = set(names)
+    frame: pd.DataFrame | None = None
+    for family in published_families(settings):
+        columns = [n for n in FAMILIES[family].feature_names if n in wanted]
+        if not columns and frame is not None:
+            continue
+        part = read_snapshots(settings, family, keys + columns)
+        if dates is not None:
+            part = part[part[EVENT_TIMESTAMP].isin(pd.DatetimeIndex(dates))]
+        frame = part if frame is None else frame.merge(part, on=keys, how="left")
+        wanted -= set(columns)
+    if wanted:
+        raise CustlabError(f"features not published: {', '.join(sorted(wanted))}")
+    assert frame is not None
+    return frame.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class OnlineRows:
+    """Online features of some customers, in the order asked.
+
+    Attributes:
+        features: One row per customer, one column per feature (NaN/None unknown).
+        known: Per customer, whether the store holds any row of it.
+        stale_days: Per customer, how many days its oldest view row is past that view's
+            ttl, counted from the newest materialization; 0 when all are fresh.
+    """
+
+    features: pd.DataFrame
+    known: np.ndarray
+    stale_days: np.ndarray
+
+
+class OnlineReader:
+    """Reads feature vectors from the online store, and judges their freshness by each
+    view's own ttl (Feast returns rows past their ttl as present on online reads).
+
+    Args:
+        store: The feature store.
+        refs: ``view:feature`` references to read, in the order the model takes them.
+    """
+
+    def __init__(self, store: FeatureStore, refs: Sequence[str]) -> None:
+        self.store = store
+        self.names = [ref.split(":", 1)[1] for ref in refs]
+        self._views: dict[str, list[str]] = {}
+        for ref in refs:
+            view, name = ref.split(":", 1)
+            self._views.setdefault(view, []).append(name)
+        views = {name: store.get_feature_view(name) for name in self._views}
+        self._ttl = {name: view.ttl.total_seconds() for name, view in views.items()}
+        self._views_bound = views
+        ends = [v.most_recent_end_time for v in store.list_feature_views() if v.most_recent_end_time]
+        # The newest materialization: a row more than a view's ttl older missed refreshes.
+        self.as_of = max(ends).timestamp() if ends else None
+        self._online = store._get_provider().online_store
+
+    def read(self, customer_ids: Sequence[str]) -> OnlineRows:
+        parts, known, stale = [], np.zeros(len(customer_ids), bool), np.zeros(len(customer_ids))
+        for view_name, names in self._views.items():
+            view = self._views_bound[view_name]
+            if hasattr(self._online, "read_frame"):
+                frame, stamps = self._online.read_frame(self.store.config, view, customer_ids, names)
+            else:
+                frame, stamps = self._read_with_sdk(view_name, names, customer_ids)
+            parts.append(frame.reset_index(drop=True))
+            present = np.isfinite(stamps)
+            known |= present
+            if self.as_of is not None:
+                late = (self.as_of - self._ttl[view_name]) - stamps
+                stale = np.fmax(stale, np.where(present & (late > 0), late / 86_400, 0.0))
+        features = pd.concat(parts, axis=1)[self.names] if parts else pd.DataFrame(index=range(len(customer_ids)))
+        return OnlineRows(features, known, stale)
+
+    def _read_with_sdk(self, view: str, names: list[str], customer_ids: Sequence[str]) -> tuple[pd.DataFrame, np.ndarray]:
+        response = self.store.get_online_features(
+            features=[f"{view}:{n}" for n in names],
+            entity_rows=[{ENTITY_KEY: c} for c in customer_ids],
+        ).to_dict(include_event_timestamps=True)
+        stamps = [
+            np.nan if ts is None else pd.Timestamp(ts).timestamp()
+            for ts in response[f"{names[0]}__ts"]
+        ]
+        return pd.DataFrame({n: response[n] for n in names}), np.asarray(stamps, dtype=float)

@@ -6,15 +6,15 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
 from custlab.settings import Settings
 from features.contract import ENTITY_KEY, EVENT_TIMESTAMP, read_raw_tables
 from features.labels import active_customers
-from features.store import read_snapshots
+from features.store import read_features, read_snapshots
 from monitoring.drift import DriftSummary, drift_report
+from training.model_input import categorical_features, predict
 from training.registry import CHAMPION, load_champion, use_tracking
 from training.tasks import TaskSpec
 
@@ -46,26 +46,25 @@ def monitor_task(settings: Settings, task: TaskSpec) -> MonitorReport:
     start, end = _window(tags["train_window"])
     features = list(booster.feature_name())
 
-    snapshots = read_snapshots(settings)
+    stamps = read_snapshots(settings, "orders", [EVENT_TIMESTAMP])[EVENT_TIMESTAMP].unique()
     orders = read_raw_tables(settings.raw_dir)["orders"]
-    latest = snapshots[EVENT_TIMESTAMP].max()
-    train_dates = pd.DatetimeIndex(
-        sorted(d for d in snapshots[EVENT_TIMESTAMP].unique() if start <= d <= end)
+    latest = stamps.max()
+    dates = pd.DatetimeIndex(sorted(d for d in stamps if start <= d <= end)).append(
+        pd.DatetimeIndex([latest])
     )
-    eligible = active_customers(
-        orders, train_dates.append(pd.DatetimeIndex([latest])), task.active_window_days
-    )
-    rows = snapshots.merge(eligible, on=[ENTITY_KEY, EVENT_TIMESTAMP])
-    rows["prediction"] = np.asarray(booster.predict(rows[features]))
+    eligible = active_customers(orders, dates, task.active_window_days)
+    rows = read_features(settings, features, dates).merge(eligible, on=[ENTITY_KEY, EVENT_TIMESTAMP])
+    rows["prediction"] = predict(booster, rows)
     current = rows[rows[EVENT_TIMESTAMP] == latest]
     reference = rows[rows[EVENT_TIMESTAMP] != latest]
 
     out_dir = settings.reports_dir / task.name / f"{latest:%Y-%m-%d}"
+    categorical = categorical_features(features)
     summary = drift_report(
         reference,
         current,
-        numerical=features + ["prediction"],
-        categorical=[],
+        numerical=[f for f in features if f not in categorical] + ["prediction"],
+        categorical=categorical,
         out_dir=out_dir,
         seed=settings.seed,
     )

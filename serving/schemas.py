@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
-from features.snapshots import FEATURE_DESCRIPTIONS
+from features.families import FAMILIES
 
 MAX_BATCH = 1000
 
@@ -30,8 +30,13 @@ FeatureRow = create_model(
     "FeatureRow",
     __config__=_REQUEST_CONFIG,
     **{
-        name: (float | None, Field(None, description=description, allow_inf_nan=False))
-        for name, description in FEATURE_DESCRIPTIONS.items()
+        feature.name: (
+            (float | None, Field(None, description=feature.description, allow_inf_nan=False))
+            if feature.kind == "number"
+            else (str | None, Field(None, description=feature.description, max_length=64))
+        )
+        for family in FAMILIES.values()
+        for feature in family.features
     },
 )
 FeatureRow.__doc__ = "Feature values of one customer; a missing feature is unknown."
@@ -47,7 +52,7 @@ class ChurnFeaturesRequest(BaseModel):
 
 class ReasonCode(BaseModel):
     feature: str
-    value: float | None
+    value: float | str | None
     contribution: float = Field(description="Push of this feature on the score (log-odds).")
 
 

@@ -12,6 +12,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from training.model_input import model_matrix
+
 # What to do at each churn risk tier, most urgent first.
 CHURN_ACTIONS: dict[str, str] = {
     "high": "retention offer with personal outreach",
@@ -38,7 +40,7 @@ class LoadedModel:
 @dataclass(frozen=True)
 class Reason:
     feature: str
-    value: float | None
+    value: float | str | None
     contribution: float
 
 
@@ -58,18 +60,25 @@ def tier_of(score: float, thresholds: dict[str, float]) -> str:
     return "low"
 
 
+def _plain(value: object) -> float | str:
+    """A feature value as an answer shows it: a number as a float, a category by name."""
+    return value if isinstance(value, str) else float(value)  # type: ignore[arg-type]
+
+
 def score_rows(model: LoadedModel, rows: pd.DataFrame, top_reasons: int = 3) -> list[Score]:
     """Score feature rows and explain each score.
 
     Reason codes are the features with the largest positive contributions to the score
-    (LightGBM's per-row SHAP values, ``pred_contrib``), i.e. what raises the risk most.
+    (LightGBM's per-row SHAP values, ``pred_contrib``), i.e. what raises the risk most;
+    each carries the feature's value as given (a category by its name).
 
     Args:
         model: The loaded champion.
         rows: One row per customer with at least the model's features (NaN = unknown).
         top_reasons: How many reason codes per answer.
     """
-    values = rows[model.feature_names].to_numpy(dtype=np.float64)
+    values = model_matrix(model.booster, rows)
+    given = rows[model.feature_names].to_numpy(dtype=object)
     contributions = np.asarray(model.booster.predict(values, pred_contrib=True))
     # Contributions and the bias (last column) add up to the raw log-odds, so one pass
     # through the trees gives both the explanation and the probability.
@@ -81,7 +90,7 @@ def score_rows(model: LoadedModel, rows: pd.DataFrame, top_reasons: int = 3) -> 
         reasons = [
             Reason(
                 feature=model.feature_names[j],
-                value=None if np.isnan(values[i, j]) else float(values[i, j]),
+                value=_plain(given[i, j]) if not np.isnan(values[i, j]) else None,
                 contribution=round(float(contributions[i, j]), 4),
             )
             for j in order

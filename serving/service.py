@@ -8,7 +8,6 @@ Run it with ``custlab serve`` (which checks the registry first) or
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 import bentoml
@@ -16,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from custlab.settings import Settings
-from features.store import online_features, open_store
+from features.families import FAMILIES
+from features.store import OnlineReader, feature_refs, open_store
 from serving.models import load_champion_model
 from serving.predictions import PredictionLog
 from serving.schemas import (
@@ -32,13 +32,13 @@ from training.tasks import get_task
 logger = logging.getLogger(__name__)
 
 UNKNOWN_CUSTOMER = "unknown_customer: no features in the online store; not scored"
-OUTSIDE_POPULATION = (
-    "outside_population: no order in the last 52 weeks; the churn model is trained on "
-    "active customers"
-)
-# A customer whose newest row is this much older than the newest snapshot the store
-# holds missed a weekly refresh: the score still comes, with a warning.
-STALE_AFTER = timedelta(days=7)
+
+
+def outside_population(active_window_days: int) -> str:
+    return (
+        f"outside_population: no order in the last {active_window_days} days; the model is "
+        "trained on active customers"
+    )
 
 
 def _prediction(customer_id: str | None, score: Score, warnings: list[str]) -> Prediction:
@@ -63,7 +63,9 @@ def _log_records(
             "score": p.score,
             "tier": p.tier,
             # NaN != NaN: an unknown feature is logged as null.
-            "features": {n: None if v != v else v for n, v in zip(names, values, strict=True)},
+            "features": {
+                n: None if v is None or v != v else v for n, v in zip(names, values, strict=True)
+            },
         }
         for cid, p, values in zip(ids, predictions, rows.to_numpy().tolist(), strict=True)
     ]
@@ -79,13 +81,12 @@ class CustomerScoring:
         self.task = get_task("churn")
         self.model: LoadedModel = load_champion_model(settings, self.task)
         self.store = open_store(settings)
-        self.feature_service = self.store.get_feature_service(self.model.feature_service)
-        view_ends = [
-            view.most_recent_end_time
-            for view in self.store.list_feature_views()
-            if view.most_recent_end_time is not None
-        ]
-        self.features_as_of = max(view_ends).timestamp() if view_ends else None
+        # The model's own features, wherever its feature service keeps them.
+        refs = {
+            ref.split(":", 1)[1]: ref
+            for ref in feature_refs(self.store, self.model.feature_service, list(FAMILIES))
+        }
+        self.reader = OnlineReader(self.store, [refs[name] for name in self.model.feature_names])
         self.log = PredictionLog(settings.prediction_log_dir)
         logger.info("serving %s v%s", self.model.name, self.model.version)
 
@@ -101,12 +102,14 @@ class CustomerScoring:
     def churn(self, request: ChurnRequest, /) -> ScoringResponse:
         """Churn risk of customers, from their latest features in the online store."""
         ids = list(request.customer_ids)
-        rows, stamps = online_features(self.store, self.feature_service, ids)
-        known = stamps > 0
+        online = self.reader.read(ids)
+        rows, known = online.features, online.known
         scores = iter(score_rows(self.model, rows[known]) if known.any() else [])
+        recency = pd.to_numeric(rows["recency_days"], errors="coerce").to_numpy()
+        # NaN (never ordered) compares False: outside the population too.
+        active = recency <= self.task.active_window_days
         predictions = []
-        active = rows["orders_52w"].to_numpy() > 0
-        for cid, is_known, is_active, stamp in zip(ids, known, active, stamps, strict=True):
+        for cid, is_known, is_active, stale in zip(ids, known, active, online.stale_days, strict=True):
             if not is_known:
                 predictions.append(
                     Prediction(
@@ -121,10 +124,9 @@ class CustomerScoring:
                 continue
             warnings = []
             if not is_active:
-                warnings.append(OUTSIDE_POPULATION)
-            if self.features_as_of and stamp < self.features_as_of - STALE_AFTER.total_seconds():
-                age = (self.features_as_of - stamp) / 86_400
-                warnings.append(f"stale_features: {age:.0f} days older than the latest snapshot")
+                warnings.append(outside_population(self.task.active_window_days))
+            if stale > 0:
+                warnings.append(f"stale_features: {stale:.0f} days past the feature view's ttl")
             predictions.append(_prediction(cid, next(scores), warnings))
         self.log.append(self.task.name, _log_records(ids, rows, predictions, "online"))
         return self._respond(predictions)
@@ -132,7 +134,7 @@ class CustomerScoring:
     @bentoml.api(route="/v1/churn/features")
     def churn_features(self, request: ChurnFeaturesRequest, /) -> ScoringResponse:
         """Churn risk of feature rows given in the request."""
-        rows = pd.DataFrame([row.model_dump() for row in request.rows], dtype=np.float64)
+        rows = pd.DataFrame([row.model_dump() for row in request.rows])
         predictions = [_prediction(None, s, []) for s in score_rows(self.model, rows)]
         self.log.append(
             self.task.name, _log_records([None] * len(rows), rows, predictions, "features")

@@ -1,4 +1,9 @@
-"""Training frames: labels from raw orders joined point in time to Feast features."""
+"""Training frames: a task's labels joined point in time to Feast features.
+
+One way for every task: the task's label factory labels the eligible customers at the
+as-of dates the split uses, and Feast's ``get_historical_features`` joins the features
+its feature service names (of the families the data has) as of each date.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,7 @@ from feast import FeatureStore
 from custlab.settings import Settings
 from features.contract import EVENT_TIMESTAMP, read_raw_tables
 from features.errors import CustlabError
-from features.labels import churn_labels
-from features.store import historical_features, read_snapshots, service_features
+from features.store import feature_refs, historical_features, published_families, read_snapshots
 from training.split import SplitPlan, SplitSpec, plan_split
 from training.tasks import TaskSpec
 
@@ -19,22 +23,33 @@ logger = logging.getLogger(__name__)
 
 
 def training_frame(
-    settings: Settings, store: FeatureStore, task: TaskSpec, split: SplitSpec
+    settings: Settings,
+    store: FeatureStore,
+    task: TaskSpec,
+    split: SplitSpec,
+    families: list[str] | None = None,
 ) -> tuple[pd.DataFrame, list[str], SplitPlan]:
     """Label every eligible customer at the as-of dates the split uses, and fetch their
     features from the offline store as of each date.
 
+    Args:
+        settings: Where the raw and offline tables are.
+        store: The feature store.
+        task: The task spec.
+        split: How to split the labelled as-of dates.
+        families: Only these feature families (default: every published one).
+
     Returns:
-        The labelled frame, the feature names of the task's feature service, and the
-        split plan.
+        The labelled frame, the names of the features it carries, and the split plan.
 
     Raises:
         CustlabError: No as-of date has a matured label.
     """
-    stamps = read_snapshots(settings, [EVENT_TIMESTAMP])[EVENT_TIMESTAMP]
+    published = published_families(settings)
+    refs = feature_refs(store, task.feature_service, families or published)
+    stamps = read_snapshots(settings, "orders", [EVENT_TIMESTAMP])[EVENT_TIMESTAMP]
     as_of = pd.DatetimeIndex(sorted(stamps.unique()))
-    orders = read_raw_tables(settings.raw_dir)["orders"]
-    labels = churn_labels(orders, as_of, task.horizon_days, task.active_window_days)
+    labels = task.label_frame(read_raw_tables(settings.raw_dir), as_of)
     if labels.empty:
         raise CustlabError(
             f"no as-of date has a matured {task.name} label: the history must span more "
@@ -42,12 +57,14 @@ def training_frame(
         )
     plan = plan_split(pd.DatetimeIndex(labels[EVENT_TIMESTAMP].unique()), task.horizon_days, split)
     labels = labels[labels[EVENT_TIMESTAMP].isin(plan.dates)]
-    frame = historical_features(store, labels, task.feature_service)
-    features = service_features(store.get_feature_service(task.feature_service))
+    frame = historical_features(store, labels, refs)
+    features = [ref.split(":", 1)[1] for ref in refs]
     logger.info(
-        "training frame: %d rows over %d as-of dates, %.1f%% positive",
+        "training frame: %d rows over %d as-of dates, %d features from %s, %.1f%% positive",
         len(frame),
         frame[EVENT_TIMESTAMP].nunique(),
+        len(features),
+        ", ".join(families or published),
         100 * frame[task.label].mean(),
     )
     return frame, features, plan

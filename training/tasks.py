@@ -6,11 +6,14 @@ builds labels or fits models.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.errors import CustlabError
+from features.labels import LABEL_FACTORIES
 
 TaskName = Literal["churn"]
 
@@ -22,11 +25,14 @@ class TaskSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: TaskName
-    label: str
+    label: str = Field(description="The label column its label factory writes.")
+    labels: str = Field(description="Its label factory, a key of features.labels.LABEL_FACTORIES.")
+    label_params: dict[str, int | float | str] = Field(
+        default_factory=dict, description="Extra parameters of the label factory."
+    )
     objective: Literal["binary"]
     feature_service: str = Field(description="Versioned Feast feature service it trains on.")
     horizon_days: int = Field(gt=0, description="How far after the as-of date the label looks.")
-    active_window_days: int = Field(gt=0, description="Who is eligible at the as-of date.")
     primary_metric: str = Field(description="Higher is better; tuning and the gate use it.")
     monotone: dict[str, Literal[-1, 1]] = Field(
         default_factory=dict,
@@ -41,15 +47,26 @@ class TaskSpec(BaseModel):
     def registered_model(self) -> str:
         return f"custlab-{self.name}"
 
+    @property
+    def active_window_days(self) -> int:
+        """Who the model scores: customers with a purchase in this many days."""
+        return int(self.label_params.get("active_window_days", 365))
+
+    def label_frame(self, tables: Mapping[str, pd.DataFrame], as_of: pd.DatetimeIndex) -> pd.DataFrame:
+        """The task's labels at ``as_of`` from the raw ``tables``."""
+        factory = LABEL_FACTORIES[self.labels]
+        return factory(tables, as_of, horizon_days=self.horizon_days, **self.label_params)
+
 
 TASKS: dict[str, TaskSpec] = {
     "churn": TaskSpec(
         name="churn",
         label="churned",
+        labels="churn",
+        label_params={"active_window_days": 365},
         objective="binary",
         feature_service="churn_v1",
         horizon_days=90,
-        active_window_days=365,
         primary_metric="roc_auc",
         # Longer since the last order never lowers churn risk.
         monotone={"recency_days": 1},

@@ -18,6 +18,7 @@ from features.contract import EVENT_TIMESTAMP
 from features.errors import CustlabError
 from training.baselines import churn_baselines
 from training.evaluate import binary_metrics, calibration_figure, roc_figure
+from training.model_input import model_frame, predict
 from training.registry import (
     CHALLENGER,
     CHAMPION,
@@ -58,8 +59,24 @@ def _champion_metric(task: TaskSpec, test: pd.DataFrame) -> float | None:
     missing = sorted(set(booster.feature_name()) - set(test.columns))
     if missing:
         raise GateFailed(f"champion v{version} needs features absent here: {', '.join(missing)}")
-    score = booster.predict(test[booster.feature_name()])
+    score = predict(booster, test)
     return binary_metrics(test[task.label].to_numpy(), score)[task.primary_metric]
+
+
+def usable_features(train: pd.DataFrame, feature_names: Sequence[str]) -> list[str]:
+    """The features with at least one value in the training rows.
+
+    A feature the source never fills (an optional column it lacks) carries nothing to
+    learn from; it is left out of the model, with a log line, rather than fed as a
+    column of blanks that serving would then have to send.
+    """
+    usable = [name for name in feature_names if train[name].notna().any()]
+    empty = [name for name in feature_names if name not in usable]
+    if empty:
+        logger.info("left out %d features without values: %s", len(empty), ", ".join(empty))
+    if not usable:
+        raise CustlabError("no feature has a value in the training rows")
+    return usable
 
 
 def train_task(
@@ -84,11 +101,11 @@ def train_task(
         tune: Optuna budget.
         plan: The as-of dates of each split.
     """
-    features = list(feature_names)
-    missing = sorted(set(features + [task.label, EVENT_TIMESTAMP]) - set(frame.columns))
+    missing = sorted(set([*feature_names, task.label, EVENT_TIMESTAMP]) - set(frame.columns))
     if missing:
         raise CustlabError(f"training frame lacks column(s) {', '.join(missing)}")
     train, valid, test = (plan.part(frame, part) for part in PARTS)
+    features = usable_features(train, feature_names)
     fit = pd.concat([train, valid], ignore_index=True)
     windows = {part: plan.window(part) for part in PARTS}
     use_tracking(settings, task.registered_model)
@@ -112,8 +129,8 @@ def train_task(
             storage=settings.optuna_storage,
             fixed_params=base_params(task.objective, settings.seed)
             | {"monotone_constraints": [task.monotone.get(f, 0) for f in features]},
-            train=(train[features], train[task.label]),
-            valid=(valid[features], valid[task.label]),
+            train=(model_frame(train, features), train[task.label]),
+            valid=(model_frame(valid, features), valid[task.label]),
             spec=tune,
             seed=settings.seed,
         )
@@ -121,12 +138,12 @@ def train_task(
         mlflow.log_metric("best_valid_roc_auc", study.best_value)
         booster = lgb.train(
             study.params,
-            lgb.Dataset(fit[features], fit[task.label]),
+            lgb.Dataset(model_frame(fit, features), fit[task.label]),
             num_boost_round=max(study.best_iteration, 1),
         )
 
         y_test = test[task.label].to_numpy()
-        score = np.asarray(booster.predict(test[features]))
+        score = predict(booster, test)
         metrics = binary_metrics(y_test, score)
         baselines = churn_baselines(fit, task.label, test)
         baseline_metrics = {name: binary_metrics(y_test, s) for name, s in baselines.items()}
@@ -146,7 +163,7 @@ def train_task(
             name="model",
             # Stating the requirement spares MLflow seconds of probing the environment.
             pip_requirements=[f"lightgbm=={lgb.__version__}"],
-            signature=infer_signature(example, booster.predict(example)),
+            signature=infer_signature(example, predict(booster, example)),
             input_example=example,
             registered_model_name=task.registered_model,
         )

@@ -1,6 +1,7 @@
 import pandas as pd
 
-from features.labels import OrderIndex, active_customers, churn_labels
+from features.history import History
+from features.labels import active_customers, churn_labels
 from tests.factories import orders_frame
 
 T = pd.Timestamp("2024-03-04", tz="UTC")
@@ -17,7 +18,7 @@ def test_churn_label_looks_only_after_t_and_only_at_active_customers():
             ("end", "2024-12-31", 1),  # marks the end of observation
         ]
     )
-    labels = churn_labels(orders, pd.DatetimeIndex([T]), horizon_days=90, active_window_days=365)
+    labels = churn_labels({"orders": orders}, pd.DatetimeIndex([T]), horizon_days=90, active_window_days=365)
     assert dict(zip(labels["customer_id"], labels["churned"], strict=True)) == {
         "stays": 0,
         "leaves": 1,
@@ -28,20 +29,20 @@ def test_an_order_exactly_at_the_horizon_end_does_not_count():
     orders = orders_frame(
         [("a", "2024-02-01", 10), ("a", str(T + pd.Timedelta(days=90)), 10), ("z", "2025-01-01", 1)]
     )
-    labels = churn_labels(orders, pd.DatetimeIndex([T]), horizon_days=90)
+    labels = churn_labels({"orders": orders}, pd.DatetimeIndex([T]), horizon_days=90)
     assert labels.set_index("customer_id").loc["a", "churned"] == 1
 
 
 def test_immature_dates_get_no_label():
     orders = orders_frame([("a", "2024-02-01", 10), ("a", "2024-04-01", 10)])
     late = pd.DatetimeIndex([T, T + pd.Timedelta(days=14)])
-    labels = churn_labels(orders, late, horizon_days=90)
+    labels = churn_labels({"orders": orders}, late, horizon_days=90)
     assert labels.empty
 
 
-def test_order_index_counts_half_open_windows():
+def test_history_counts_half_open_windows():
     orders = orders_frame([("a", "2024-01-01", 1), ("a", "2024-01-05", 1), ("b", "2024-01-03", 1)])
-    index = OrderIndex(orders)
+    index = History.of_purchases(orders)
     ids = pd.Series(["a", "a", "b", "ghost"])
     start = pd.Series(
         pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-01", "2024-01-01"], utc=True)

@@ -8,7 +8,8 @@ from sklearn.metrics import roc_auc_score
 
 from features.contract import RAW_SCHEMAS, validate_table
 from features.errors import CustlabError
-from features.labels import OrderIndex, churn_labels
+from features.history import History
+from features.labels import churn_labels
 from features.simulate import (
     CHURNED,
     STATES,
@@ -339,14 +340,14 @@ def test_oracle_gives_probabilities(world: World, truth: pd.DataFrame):
 
 
 def test_oracle_is_calibrated(world: World, truth: pd.DataFrame):
-    labels = churn_labels(world.orders, ORACLE_DATES)
+    labels = churn_labels(world.tables(), ORACLE_DATES)
     churn = labels.merge(truth, on=["customer_id", "event_timestamp"])
     assert len(churn) == len(labels) > 20_000
     assert churn["true_churn_prob"].mean() == pytest.approx(churn["churned"].mean(), abs=0.015)
     deciles = churn.groupby(pd.qcut(churn["true_churn_prob"], 10), observed=True)
     assert np.allclose(deciles["true_churn_prob"].mean(), deciles["churned"].mean(), atol=0.05)
 
-    index = OrderIndex(world.orders)
+    index = History.of_purchases(world.orders)
     stamps = truth["event_timestamp"]
     bought = index.count_between(truth["customer_id"], stamps, stamps + pd.Timedelta(days=30)) > 0
     assert truth["true_purchase_prob_30d"].mean() == pytest.approx(bought.mean(), abs=0.015)
@@ -377,10 +378,10 @@ def test_churn_hazard_is_calibrated(world: World):
 
 
 def test_oracle_beats_the_recency_rule(world: World, truth: pd.DataFrame):
-    labels = churn_labels(world.orders, ORACLE_DATES).merge(
+    labels = churn_labels(world.tables(), ORACLE_DATES).merge(
         truth, on=["customer_id", "event_timestamp"]
     )
-    snapshots = build_snapshots(world.orders, world.customers, as_of=ORACLE_DATES)
+    snapshots = build_snapshots(world.tables(), as_of=ORACLE_DATES, families=["orders"])["orders"]
     scored = labels.merge(snapshots, on=["customer_id", "event_timestamp"])
     oracle_auc = roc_auc_score(scored["churned"], scored["true_churn_prob"])
     recency_auc = roc_auc_score(scored["churned"], scored["recency_days"])

@@ -3,10 +3,21 @@ import pandas as pd
 import pytest
 
 from features.simulate import World
-from features.snapshots import FEATURE_NAMES, as_of_dates, build_snapshots
+from features.families import FAMILIES
+from features.snapshots import as_of_dates, build_snapshots
 from tests.factories import orders_frame
 
 MONDAY = pd.Timestamp("2024-03-04", tz="UTC")
+
+
+def _orders(orders: pd.DataFrame, customers: pd.DataFrame | None = None, **kwargs) -> pd.DataFrame:
+    """The orders family joined to the profile family, as one frame per row."""
+    tables = {"orders": orders} | ({"customers": customers} if customers is not None else {})
+    snapshots = build_snapshots(tables, **kwargs)
+    frame = snapshots["orders"]
+    if "profile" in snapshots:
+        frame = frame.merge(snapshots["profile"], on=["customer_id", "event_timestamp"])
+    return frame
 
 
 def _row(snapshots: pd.DataFrame, customer: str, at: pd.Timestamp) -> pd.Series:
@@ -24,7 +35,7 @@ def test_windows_count_only_orders_before_the_as_of_date():
             ("b", "2024-02-28 18:00", 5),
         ]
     )
-    snapshots = build_snapshots(orders, as_of=[MONDAY])
+    snapshots = _orders(orders, as_of=[MONDAY])
     a = _row(snapshots, "a", MONDAY)
     assert a["orders_4w"] == 1 and a["orders_13w"] == 2 and a["orders_total"] == 2
     assert a["spend_4w"] == pytest.approx(20) and a["spend_total"] == pytest.approx(30)
@@ -43,13 +54,13 @@ def test_windows_count_only_orders_before_the_as_of_date():
 def test_returns_reduce_spend_but_are_not_orders():
     orders = orders_frame([("a", "2024-02-20", 50), ("a", "2024-02-22", 20)])
     orders["is_return"] = [False, True]
-    a = _row(build_snapshots(orders, as_of=[MONDAY]), "a", MONDAY)
+    a = _row(_orders(orders, as_of=[MONDAY]), "a", MONDAY)
     assert a["orders_total"] == 1 and a["spend_total"] == pytest.approx(30)
 
 
 def test_customers_unknown_before_t_get_no_row():
     orders = orders_frame([("a", "2024-02-20", 50), ("late", "2024-03-05", 20)])
-    snapshots = build_snapshots(orders, as_of=[MONDAY])
+    snapshots = _orders(orders, as_of=[MONDAY])
     assert set(snapshots["customer_id"]) == {"a"}
 
 
@@ -58,7 +69,7 @@ def test_signup_without_orders_yields_a_row_with_tenure():
     customers = pd.DataFrame(
         {"customer_id": ["quiet"], "signup_ts": pd.to_datetime(["2024-02-19"], utc=True)}
     )
-    quiet = _row(build_snapshots(orders, customers, as_of=[MONDAY]), "quiet", MONDAY)
+    quiet = _row(_orders(orders, customers, as_of=[MONDAY]), "quiet", MONDAY)
     assert quiet["tenure_days"] == pytest.approx(14) and quiet["orders_total"] == 0
     assert np.isnan(quiet["recency_days"])
 
@@ -66,19 +77,21 @@ def test_signup_without_orders_yields_a_row_with_tenure():
 def test_as_of_dates_must_be_week_boundaries():
     orders = orders_frame([("a", "2024-02-20", 50)])
     with pytest.raises(ValueError, match="Mondays"):
-        build_snapshots(orders, as_of=[MONDAY + pd.Timedelta(hours=1)])
+        build_snapshots({"orders": orders}, as_of=[MONDAY + pd.Timedelta(hours=1)])
 
 
-def test_future_orders_never_change_past_snapshots(small_world: World):
-    """Point-in-time correctness: cutting the history at t leaves snapshots at t unchanged."""
-    orders = small_world.orders
-    dates = as_of_dates(orders)
+def test_future_records_never_change_past_snapshots(small_world: World):
+    """Point-in-time correctness: cutting every table at t leaves snapshots at t unchanged."""
+    tables = small_world.tables()
+    dates = as_of_dates(tables["orders"])
     cut = dates[len(dates) // 2]
-    full = build_snapshots(orders, small_world.customers, as_of=dates[: len(dates) // 2 + 1])
-    past_only = build_snapshots(
-        orders[orders["order_ts"] < cut], small_world.customers, as_of=dates[: len(dates) // 2 + 1]
-    )
-    columns = ["customer_id", "event_timestamp", *FEATURE_NAMES]
-    pd.testing.assert_frame_equal(
-        full[columns].reset_index(drop=True), past_only[columns].reset_index(drop=True)
-    )
+    stamps = {"orders": "order_ts", "events": "event_ts", "tickets": "ticket_ts", "campaigns": "sent_ts"}
+    past = {
+        name: frame[frame[stamps[name]] < cut] if name in stamps else frame
+        for name, frame in tables.items()
+    }
+    as_of = dates[: len(dates) // 2 + 1]
+    full, past_only = build_snapshots(tables, as_of=as_of), build_snapshots(past, as_of=as_of)
+    assert set(full) == set(FAMILIES)
+    for name, frame in full.items():
+        pd.testing.assert_frame_equal(frame, past_only[name], obj=name)

@@ -1,0 +1,319 @@
+"""What every feature family shares: its declaration, the snapshot grid it fills, and
+windowed sums over records binned by week.
+
+The point-in-time rule is stated once, here: a snapshot stamped ``t`` (a Monday, 00:00
+UTC) sees only records strictly before ``t``. Records are binned by week counted from a
+Monday origin, so "before t" is "in a week before t's week", and every window of whole
+weeks is a difference of cumulative sums over those bins, for all as-of dates at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
+
+WEEK = pd.Timedelta(days=7)
+_DAY_NS = 86_400 * 10**9
+_WEEK_NS = 7 * _DAY_NS
+# The longest look-back any family takes, in weeks (the lifecycle rule's 13 + 52, with
+# room): older records still count in totals and "last seen", binned together.
+LOOKBACK_WEEKS = 70
+# Outcome fields of a record (a ticket's resolution and satisfaction, a message's open,
+# click and conversion) are filled in after the record's own time. Rates over them read
+# only records at least this many weeks old, so an as-of date never sees an outcome that
+# had not happened yet.
+SETTLE_WEEKS = 1
+
+Kind = Literal["number", "category"]
+Tables = Mapping[str, pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One feature: its name, what it means, and whether it is a number or a category."""
+
+    name: str
+    description: str
+    kind: Kind = "number"
+
+
+@dataclass(frozen=True)
+class FeatureFamily:
+    """A family of features computed from one raw table (and possibly others beside it).
+
+    Attributes:
+        name: The family, e.g. ``"engagement"``; its Feast view and offline table carry it.
+        source: The raw table the family needs; without it the family is left out.
+        features: What the family computes, in order.
+        compute: Fills the family's columns for every row of a snapshot grid.
+        description: One line on what the family captures.
+        reads: Other raw tables it uses when present (their absence leaves features empty).
+    """
+
+    name: str
+    source: str
+    features: tuple[Feature, ...]
+    compute: Callable[[SnapshotGrid, Tables], dict[str, np.ndarray]]
+    description: str
+    reads: tuple[str, ...] = ()
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def table_file(self) -> str:
+        """The family's offline table, a parquet file in the offline folder."""
+        return f"{self.name}.parquet"
+
+    def available(self, tables: Tables) -> bool:
+        return self.source in tables
+
+
+def week_floor(ts: pd.Timestamp) -> pd.Timestamp:
+    """The Monday 00:00 UTC at or before ``ts``."""
+    day = ts.tz_convert("UTC").normalize()
+    return day - pd.Timedelta(days=day.dayofweek)
+
+
+def to_arrow_strings(values: pd.Series) -> pa.Array:
+    """A string column as an Arrow string array, without a Python object per row."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        categories = pa.array(values.cat.categories.astype(str), type=pa.large_string())
+        codes = pa.array(values.cat.codes.to_numpy(), mask=values.cat.codes.to_numpy() < 0)
+        return categories.take(codes)
+    array = pa.array(values.array, from_pandas=True)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return array if pa.types.is_large_string(array.type) else array.cast(pa.large_string())
+
+
+def lookup(values: pd.Series, vocabulary: pa.Array | Sequence[str]) -> np.ndarray:
+    """Position of each value in ``vocabulary``; -1 for a value not in it (or missing).
+
+    Hash lookups in Arrow: tens of millions of string ids in seconds.
+    """
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        # Look up each category once, then map the codes.
+        per_category = lookup(pd.Series(values.cat.categories.astype(str)), vocabulary)
+        codes = values.cat.codes.to_numpy()
+        return np.where(codes >= 0, per_category[np.maximum(codes, 0)], -1)
+    vocab = vocabulary if isinstance(vocabulary, pa.Array) else pa.array(list(vocabulary))
+    array = to_arrow_strings(values)
+    if array.type != vocab.type:
+        array = array.cast(vocab.type)
+    found = pc.index_in(array, value_set=vocab)
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+# Set bits of every byte value: distinct days from a week's weekday bits.
+POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.float64)
+
+
+def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """``numerator / denominator``, NaN where the denominator is zero: no data, no rate."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, numerator / denominator, np.nan)
+
+
+def trend(recent: np.ndarray, earlier: np.ndarray) -> np.ndarray:
+    """``(recent - earlier) / (|recent| + |earlier|)``: +1 all recent, -1 all earlier, 0
+    flat; NaN when both are zero. Bounded, unlike a plain ratio of small counts."""
+    return ratio(recent - earlier, np.abs(recent) + np.abs(earlier))
+
+
+@dataclass(frozen=True)
+class Records:
+    """Records of one raw table placed on the grid: customer, days and week since origin."""
+
+    customer: np.ndarray  # int64 position in the grid's customers
+    day: np.ndarray  # float64 days since the origin (negative before it)
+    week: np.ndarray  # int64 weeks since the origin
+    keep: np.ndarray | None = None  # bool, which rows of the source table these are
+
+    @property
+    def size(self) -> int:
+        return int(self.customer.size)
+
+
+class SnapshotGrid:
+    """Who gets a snapshot row at which as-of date, and the time axis records are binned on.
+
+    A customer gets a row at ``t`` once known before ``t``: signed up, or first
+    purchased, strictly before it. The origin lies :data:`LOOKBACK_WEEKS` before the first
+    as-of date; records older than that are binned together in one "before" bin.
+
+    Args:
+        ids: Every customer id.
+        known_from: Per customer, nanoseconds since the epoch from which it is known.
+        dates: The as-of dates, Mondays 00:00 UTC.
+
+    Raises:
+        ValueError: An as-of date is not a Monday 00:00 UTC.
+    """
+
+    def __init__(self, ids: pa.Array, known_from: np.ndarray, dates: pd.DatetimeIndex) -> None:
+        if dates.tz is None:
+            dates = dates.tz_localize("UTC")
+        dates = pd.DatetimeIndex(sorted(dates.unique()))
+        if any(d != week_floor(d) for d in dates):
+            raise ValueError("as-of dates must fall on Mondays 00:00 UTC")
+        self.ids = ids
+        self.dates = dates
+        self.origin_ns = int((dates[0] - LOOKBACK_WEEKS * WEEK).value)
+        self.date_week = ((dates.asi8 - self.origin_ns) // _WEEK_NS).astype(np.int64)
+        self.last_week = int(self.date_week[-1])
+        date_ns = dates.asi8
+        # Rows date by date, customers in id order within a date.
+        known_at = known_from[None, :] < date_ns[:, None]
+        self.row_date, self.row_customer = (a.astype(np.int64) for a in np.nonzero(known_at))
+
+    @property
+    def customers(self) -> int:
+        return len(self.ids)
+
+    @property
+    def rows(self) -> int:
+        return int(self.row_customer.size)
+
+    @property
+    def row_week(self) -> np.ndarray:
+        """Week index of each row's as-of date."""
+        return self.date_week[self.row_date]
+
+    @property
+    def row_day(self) -> np.ndarray:
+        """Days since the origin of each row's as-of date."""
+        return (self.row_week * 7).astype(np.float64)
+
+    @property
+    def row_as_of(self) -> pd.DatetimeIndex:
+        return self.dates[self.row_date]
+
+    def keys(self) -> pd.DataFrame:
+        """``customer_id`` and ``event_timestamp`` of every row."""
+        return pd.DataFrame(
+            {
+                ENTITY_KEY: pd.Series(
+                    pd.arrays.ArrowStringArray(self.ids.take(pa.array(self.row_customer))),
+                    copy=False,
+                ),
+                EVENT_TIMESTAMP: self.row_as_of,
+            }
+        )
+
+    def customer_codes(self, customer_ids: pd.Series) -> np.ndarray:
+        """Position of each id among the grid's customers; -1 for one not known."""
+        return lookup(customer_ids, self.ids)
+
+    def days(self, ts: pd.Series) -> np.ndarray:
+        """Days since the origin, float64."""
+        ns = ts.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        return (ns - self.origin_ns) / _DAY_NS
+
+    def records(self, table: pd.DataFrame, ts_column: str) -> Records:
+        """The rows of ``table`` that can feed a snapshot: a known customer, a time before
+        the last as-of date (anything later feeds no snapshot)."""
+        customer = self.customer_codes(table[ENTITY_KEY])
+        ns = table[ts_column].to_numpy(dtype="datetime64[ns]").astype(np.int64) - self.origin_ns
+        week = ns // _WEEK_NS
+        keep = (customer >= 0) & (week < self.last_week)
+        return Records(customer[keep], ns[keep] / _DAY_NS, week[keep], keep)
+
+    def bins(self, records: Records) -> WeekBins:
+        return WeekBins(self, records)
+
+
+class WeekBins:
+    """Records binned by (customer, week), answering window questions for every grid row.
+
+    Bin 0 holds everything before the origin; bin ``j >= 1`` holds week ``j - 1``. A row
+    at week ``k`` sees bins ``< k + 1``.
+    """
+
+    def __init__(self, grid: SnapshotGrid, records: Records) -> None:
+        self.grid = grid
+        self.width = grid.last_week + 1
+        column = np.where(records.week >= 0, records.week + 1, 0)
+        self.flat = records.customer * self.width + column
+        self.records = records
+        self._row_column = grid.row_week + 1
+
+    def per_bin(self, weights: np.ndarray | None = None) -> np.ndarray:
+        """Sum of ``weights`` (count without) per (customer, bin), shape (customers, width)."""
+        sums = np.bincount(
+            self.flat,
+            weights=None if weights is None else weights.astype(np.float64),
+            minlength=self.grid.customers * self.width,
+        )
+        return sums.reshape(self.grid.customers, self.width)
+
+    def windows(
+        self,
+        spans: Sequence[tuple[int | None, int]],
+        weights: np.ndarray | None = None,
+        per_bin: np.ndarray | None = None,
+    ) -> list[np.ndarray]:
+        """Sums (counts without ``weights``) per row over weeks ``[t - start, t - end)``
+        for each ``(start, end)`` in ``spans``; ``start`` None means all history.
+
+        ``per_bin`` sums values already aggregated per (customer, bin) instead, for
+        quantities that are not a sum over records (distinct days, sessions).
+        """
+        sums = self.per_bin(weights) if per_bin is None else per_bin
+        cum = np.zeros((self.grid.customers, self.width + 1))
+        np.cumsum(sums, axis=1, out=cum[:, 1:])
+        rows, column = self.grid.row_customer, self._row_column
+        out = []
+        for start, end in spans:
+            upper = cum[rows, column - end]
+            if start is None:
+                out.append(upper)
+                continue
+            if start > LOOKBACK_WEEKS:
+                raise ValueError(f"a window of {start} weeks exceeds the look-back")
+            out.append(upper - cum[rows, column - start])
+        return out
+
+    def day_marks(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Per (customer, bin), a bit per weekday with a record (among ``mask``): the
+        distinct days of a week, kept apart from how many records fell on each."""
+        keep = slice(None) if mask is None else mask
+        weekday = np.floor(self.records.day[keep]).astype(np.int64) % 7
+        marks = np.zeros(self.grid.customers * self.width, dtype=np.uint8)
+        np.bitwise_or.at(marks, self.flat[keep], (1 << weekday).astype(np.uint8))
+        return marks.reshape(self.grid.customers, self.width)
+
+    def window(
+        self, weeks: int | None, weights: np.ndarray | None = None, end: int = 0
+    ) -> np.ndarray:
+        """One window: the ``weeks`` weeks before ``t - end`` (all history when None)."""
+        return self.windows([(weeks, end)], weights)[0]
+
+    def last_day(self, mask: np.ndarray | None = None, end: int = 0) -> np.ndarray:
+        """Per row, the day (since origin) of the last record before ``t - end`` weeks
+        (among ``mask``); NaN if none."""
+        flat, day = (self.flat, self.records.day) if mask is None else (
+            self.flat[mask],
+            self.records.day[mask],
+        )
+        latest = np.full(self.grid.customers * self.width, -np.inf)
+        np.maximum.at(latest, flat, day)
+        latest = latest.reshape(self.grid.customers, self.width)
+        running = np.full((self.grid.customers, self.width + 1), -np.inf)
+        np.maximum.accumulate(latest, axis=1, out=running[:, 1:])
+        value = running[self.grid.row_customer, self._row_column - end]
+        return np.where(np.isfinite(value), value, np.nan)
+
+    def days_since_last(self, mask: np.ndarray | None = None, end: int = 0) -> np.ndarray:
+        """Days from the last record (among ``mask``) to each row's as-of date; NaN if none."""
+        return self.grid.row_day - self.last_day(mask, end)
+

@@ -1,0 +1,125 @@
+"""Engagement from behaviour events: how much a customer visits, searches, puts in the
+cart and logs in, whether carts end in orders, and whether activity is fading.
+
+Event types outside :data:`EVENT_TYPES` count in the totals only. Sessions need the
+optional ``session_id``; without it they are empty.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from features.families.base import (
+    POPCOUNT,
+    Feature,
+    FeatureFamily,
+    SnapshotGrid,
+    Tables,
+    lookup,
+    ratio,
+    to_arrow_strings,
+    trend,
+)
+
+EVENT_TYPES: tuple[str, ...] = ("view", "search", "add_to_cart", "login")
+TYPE_WINDOWS_WEEKS: tuple[int, ...] = (4, 13)
+TOTAL_WINDOWS_WEEKS: tuple[int, ...] = (4, 13, 52)
+# Activity trend: the last RECENT weeks against the EARLIER weeks before them.
+RECENT_WEEKS, EARLIER_WEEKS = 4, 13
+
+FEATURES = (
+    *(Feature(f"events_{w}w", f"Events of any type in the last {w} weeks.") for w in TOTAL_WINDOWS_WEEKS),
+    *(
+        Feature(f"{kind}_{w}w", f"'{kind}' events in the last {w} weeks.")
+        for kind in EVENT_TYPES
+        for w in TYPE_WINDOWS_WEEKS
+    ),
+    *(Feature(f"sessions_{w}w", f"Sessions begun in the last {w} weeks.") for w in TYPE_WINDOWS_WEEKS),
+    *(
+        Feature(f"active_days_{w}w", f"Days with any event in the last {w} weeks.")
+        for w in TYPE_WINDOWS_WEEKS
+    ),
+    Feature(
+        "abandoned_cart_days_13w",
+        "Days in the last 13 weeks with an add-to-cart and no order (cart abandonment).",
+    ),
+    Feature(
+        "cart_abandonment_rate_13w",
+        "Share of the last 13 weeks' add-to-cart days without an order that day.",
+    ),
+    Feature("days_since_last_event", "Days since the last event of any type (last visit)."),
+    Feature("days_since_last_login", "Days since the last login event."),
+    Feature(
+        "activity_trend_4v13",
+        "Weekly event rate of the last 4 weeks against the 13 before them: (recent - "
+        "earlier) / (recent + earlier), from -1 (faded) to +1 (new); empty when both are zero.",
+    ),
+)
+
+
+def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
+    events = tables["events"]
+    records = grid.records(events, "event_ts")
+    bins = grid.bins(records)
+    rows = events[records.keep]
+    kind = lookup(rows["event_type"], list(EVENT_TYPES))
+    out: dict[str, np.ndarray] = {}
+
+    totals = bins.windows([(w, 0) for w in TOTAL_WINDOWS_WEEKS] + [(EARLIER_WEEKS + RECENT_WEEKS, RECENT_WEEKS)])
+    *total_windows, earlier = totals
+    for w, value in zip(TOTAL_WINDOWS_WEEKS, total_windows, strict=True):
+        out[f"events_{w}w"] = value
+    for code, name in enumerate(EVENT_TYPES):
+        counts = bins.windows([(w, 0) for w in TYPE_WINDOWS_WEEKS], (kind == code).astype(np.float64))
+        for w, value in zip(TYPE_WINDOWS_WEEKS, counts, strict=True):
+            out[f"{name}_{w}w"] = value
+
+    spans = [(w, 0) for w in TYPE_WINDOWS_WEEKS]
+    if "session_id" in rows:
+        starts = _session_starts(bins.flat, rows["session_id"], grid.customers * bins.width)
+        sessions = bins.windows(spans, per_bin=starts.reshape(grid.customers, bins.width))
+    else:
+        sessions = [np.full(grid.rows, np.nan)] * len(spans)
+    for w, value in zip(TYPE_WINDOWS_WEEKS, sessions, strict=True):
+        out[f"sessions_{w}w"] = value
+    active = bins.windows(spans, per_bin=POPCOUNT[bins.day_marks()])
+    for w, value in zip(TYPE_WINDOWS_WEEKS, active, strict=True):
+        out[f"active_days_{w}w"] = value
+
+    cart_days = bins.day_marks(kind == EVENT_TYPES.index("add_to_cart"))
+    orders = tables["orders"]
+    order_records = grid.records(orders, "order_ts")
+    order_days = grid.bins(order_records).day_marks()
+    abandoned_13w = bins.windows([(13, 0)], per_bin=POPCOUNT[cart_days & ~order_days])[0]
+    carts_13w = bins.windows([(13, 0)], per_bin=POPCOUNT[cart_days])[0]
+    out["abandoned_cart_days_13w"] = abandoned_13w
+    out["cart_abandonment_rate_13w"] = ratio(abandoned_13w, carts_13w)
+
+    out["days_since_last_event"] = bins.days_since_last()
+    out["days_since_last_login"] = bins.days_since_last(kind == EVENT_TYPES.index("login"))
+    recent = out[f"events_{RECENT_WEEKS}w"] / RECENT_WEEKS
+    out["activity_trend_4v13"] = trend(recent, earlier / EARLIER_WEEKS)
+    return out
+
+
+def _session_starts(flat: np.ndarray, session_id: pd.Series, size: int) -> np.ndarray:
+    """Sessions per (customer, bin), each counted once in the bin of its first event.
+
+    Grouping by session id is a hash aggregation in Arrow: no sort of the events.
+    """
+    table = pa.table({"session": to_arrow_strings(session_id), "bin": pa.array(flat)})
+    first = table.group_by("session").aggregate([("bin", "min")])
+    valid = first.filter(first["session"].is_valid())
+    return np.bincount(valid["bin_min"].to_numpy(), minlength=size).astype(np.float64)
+
+
+FAMILY = FeatureFamily(
+    name="engagement",
+    source="events",
+    reads=("orders",),
+    features=FEATURES,
+    compute=compute,
+    description="Visits, searches, carts, logins and sessions from behaviour events.",
+)

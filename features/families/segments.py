@@ -1,0 +1,198 @@
+"""Segments from order history: the lifecycle stage and the RFM segment of a customer at
+the as-of date, each from one rule with its thresholds as parameters.
+
+Both rules read purchases only, so an orders-only source gets them too. The lifecycle
+rule works at any moment, not only at week boundaries: the lifecycle label (the stage
+some days after the as-of date) calls the very same function.
+
+Lifecycle stage (:class:`StageRules`, first rule that applies):
+
+1. ``new``: first purchase within ``new_days`` (or signed up within ``new_days`` and no
+   purchase yet);
+2. ``churned``: no purchase in ``churn_days`` (or signed up earlier and never bought);
+3. ``reactivated``: a purchase within ``recent_days`` after a gap of more than
+   ``churn_days`` since the one before;
+4. ``at_risk``: days since the last purchase above the larger of ``at_risk_min_days``
+   and ``at_risk_gap_factor`` times the customer's own mean gap;
+5. ``growing``: at least two purchases in the last ``recent_days`` and more than in the
+   ``recent_days`` before;
+6. ``active``: everyone else.
+
+RFM segment (:class:`RfmRules`), for customers who have bought: ``at_risk`` when the
+last purchase is more than ``at_risk_days`` ago; otherwise ``high_value`` when the net
+spend of the last ``value_days`` reaches the ``high_value_quantile`` of the recent
+buyers' spend at that date, ``potential`` when it reaches the ``potential_quantile`` or
+the first purchase is within ``new_days``, and ``basic`` otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.contract import ENTITY_KEY
+from features.families.base import Feature, FeatureFamily, SnapshotGrid, Tables
+from features.history import History, epoch_seconds
+
+STAGES: tuple[str, ...] = ("new", "active", "growing", "at_risk", "churned", "reactivated")
+RFM_SEGMENTS: tuple[str, ...] = ("high_value", "potential", "basic", "at_risk")
+_DAY = 86_400
+
+
+class StageRules(BaseModel):
+    """Thresholds of the lifecycle rule, in days."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    new_days: int = Field(90, gt=0)
+    recent_days: int = Field(90, gt=0)
+    churn_days: int = Field(365, gt=0)
+    at_risk_min_days: int = Field(60, gt=0)
+    at_risk_gap_factor: float = Field(2.0, gt=0)
+
+
+class RfmRules(BaseModel):
+    """Thresholds of the RFM segment rule."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    at_risk_days: int = Field(90, gt=0)
+    value_days: int = Field(365, gt=0)
+    new_days: int = Field(90, gt=0)
+    high_value_quantile: float = Field(0.8, gt=0, lt=1)
+    potential_quantile: float = Field(0.5, gt=0, lt=1)
+
+
+FEATURES = (
+    Feature("lifecycle_stage", "Lifecycle stage by rule: " + ", ".join(STAGES) + ".", "category"),
+    Feature("rfm_segment", "RFM segment by rule: " + ", ".join(RFM_SEGMENTS) + ".", "category"),
+)
+
+
+def _seconds_before(when: np.ndarray, days: float) -> np.ndarray:
+    return (when - int(days * _DAY)).astype("datetime64[s]")
+
+
+def lifecycle_stage(
+    history: History,
+    customer_ids: pd.Series,
+    when: np.ndarray,
+    signed_up: np.ndarray | None = None,
+    rules: StageRules = StageRules(),  # noqa: B008 (immutable)
+) -> np.ndarray:
+    """The lifecycle stage of each customer at each moment.
+
+    Args:
+        history: Purchases (:meth:`History.of_purchases`).
+        customer_ids: One id per row.
+        when: One moment per row (datetime64).
+        signed_up: Epoch seconds of each row's sign-up (NaN unknown), for customers
+            who have not bought yet.
+        rules: The thresholds.
+
+    Returns:
+        An object array of stage names.
+    """
+    when = np.asarray(when, dtype="datetime64[s]")
+    now = when.astype(np.int64).astype(np.float64)
+    first = history.first(customer_ids)
+    bought = np.isfinite(first) & (first < now)
+    last = history.last_before(customer_ids, when)
+    recency = (now - last) / _DAY
+    recent_start = _seconds_before(when, rules.recent_days)
+    n_recent = history.count_between(customer_ids, recent_start, when)
+    n_before = history.count_between(
+        customer_ids, _seconds_before(when, 2 * rules.recent_days), recent_start
+    )
+    n_total = history.count_between(customer_ids, np.zeros_like(when), when)
+    first_recent = history.first_at_or_after(customer_ids, recent_start)
+    before_recent = history.last_before(customer_ids, recent_start)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_gap = np.where(n_total >= 2, (last - first) / (n_total - 1) / _DAY, np.nan)
+        at_risk_after = np.fmax(rules.at_risk_min_days, rules.at_risk_gap_factor * mean_gap)
+        since_signup = (
+            (now - signed_up) / _DAY if signed_up is not None else np.full(now.size, np.nan)
+        )
+        conditions = [
+            ~bought & ~(since_signup > rules.new_days),
+            ~bought,
+            (now - first) / _DAY <= rules.new_days,
+            recency > rules.churn_days,
+            (first_recent < now) & ((first_recent - before_recent) / _DAY > rules.churn_days),
+            recency > at_risk_after,
+            (n_recent >= 2) & (n_recent > n_before),
+        ]
+    choices = ["new", "churned", "new", "churned", "reactivated", "at_risk", "growing"]
+    return np.select(conditions, choices, default="active").astype(object)
+
+
+def rfm_segment(
+    purchases: History,
+    spend: History,
+    customer_ids: pd.Series,
+    when: np.ndarray,
+    rules: RfmRules = RfmRules(),  # noqa: B008 (immutable)
+) -> np.ndarray:
+    """The RFM segment of each customer at each moment (None before any purchase).
+
+    The value thresholds are quantiles of the recent buyers at the same moment, so a
+    segment means the same share of the base in every week and every currency.
+    """
+    when = np.asarray(when, dtype="datetime64[s]")
+    now = when.astype(np.int64).astype(np.float64)
+    first = purchases.first(customer_ids)
+    bought = np.isfinite(first) & (first < now)
+    recency = (now - purchases.last_before(customer_ids, when)) / _DAY
+    value = spend.sum_between(customer_ids, _seconds_before(when, rules.value_days), when)
+    recent = bought & (recency <= rules.at_risk_days)
+    high = np.full(now.size, np.inf)
+    mid = np.full(now.size, np.inf)
+    for moment in np.unique(when[recent]):
+        at = when == moment
+        pool = value[at & recent]
+        high[at], mid[at] = np.quantile(
+            pool, [rules.high_value_quantile, rules.potential_quantile]
+        )
+    is_new = (now - first) / _DAY <= rules.new_days
+    segment = np.select(
+        [~bought, ~recent, value >= high, (value >= mid) | is_new],
+        [None, "at_risk", "high_value", "potential"],
+        default="basic",
+    )
+    return segment.astype(object)
+
+
+def signup_seconds(customers: pd.DataFrame | None, customer_ids: pd.Series) -> np.ndarray | None:
+    """Epoch seconds of each id's sign-up (NaN where unknown); None without the table."""
+    if customers is None:
+        return None
+    signup = pd.Series(
+        epoch_seconds(customers["signup_ts"]).astype(np.float64),
+        index=customers[ENTITY_KEY].astype(str),
+    )
+    return signup.reindex(customer_ids.astype(str)).to_numpy()
+
+
+def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
+    orders = tables["orders"]
+    keys = grid.keys()
+    ids = keys[ENTITY_KEY]
+    when = keys["event_timestamp"].to_numpy(dtype="datetime64[s]")
+    purchases = History.of_purchases(orders)
+    return {
+        "lifecycle_stage": lifecycle_stage(
+            purchases, ids, when, signup_seconds(tables.get("customers"), ids)
+        ),
+        "rfm_segment": rfm_segment(purchases, History.of_net_spend(orders), ids, when),
+    }
+
+
+FAMILY = FeatureFamily(
+    name="segments",
+    source="orders",
+    reads=("customers",),
+    features=FEATURES,
+    compute=compute,
+    description="Lifecycle stage and RFM segment by documented rules.",
+)

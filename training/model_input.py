@@ -1,0 +1,69 @@
+"""Feature rows as a model takes them: numbers as floats, categories as categories.
+
+Training hands LightGBM pandas categoricals, so the booster itself records each
+category's levels (``pandas_categorical`` in the model file); serving and monitoring map
+strings to the same codes from the booster, so a category means the same thing in every
+room and a level never seen in training counts as missing, not as some other level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from features.families import feature_kinds
+
+
+def categorical_features(features: Sequence[str]) -> list[str]:
+    """The features among ``features`` that are categories."""
+    kinds = feature_kinds()
+    return [name for name in features if kinds.get(name) == "category"]
+
+
+def model_frame(frame: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
+    """The feature columns of ``frame`` typed for LightGBM training: float32 numbers,
+    categories with their levels sorted (so the codes do not depend on row order)."""
+    categorical = set(categorical_features(features))
+    columns = {}
+    for name in features:
+        if name in categorical:
+            values = frame[name].astype(object).where(frame[name].notna(), None)
+            levels = sorted({v for v in values if v is not None})
+            columns[name] = pd.Categorical(values, categories=levels)
+        else:
+            columns[name] = pd.to_numeric(frame[name], errors="raise").astype(np.float32)
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def booster_categories(booster: lgb.Booster) -> dict[str, list[str]]:
+    """Each categorical feature of a booster and its levels, in code order."""
+    names = booster.feature_name()
+    levels = booster.pandas_categorical or []
+    categorical = [n for n in names if n in set(categorical_features(names))]
+    return dict(zip(categorical, levels, strict=True))
+
+
+def model_matrix(booster: lgb.Booster, rows: pd.DataFrame) -> np.ndarray:
+    """``rows`` as the float matrix the booster predicts on, columns in its order.
+
+    Categories become the booster's codes; an unseen or missing level becomes NaN.
+    """
+    names = booster.feature_name()
+    categories = booster_categories(booster)
+    matrix = np.empty((len(rows), len(names)), dtype=np.float64)
+    for j, name in enumerate(names):
+        column = rows[name]
+        if name in categories:
+            codes = pd.Categorical(column.astype(object), categories=categories[name]).codes
+            matrix[:, j] = np.where(codes >= 0, codes, np.nan)
+        else:
+            matrix[:, j] = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return matrix
+
+
+def predict(booster: lgb.Booster, rows: pd.DataFrame) -> np.ndarray:
+    """The booster's prediction for ``rows`` (probabilities for a binary objective)."""
+    return np.asarray(booster.predict(model_matrix(booster, rows)))
