@@ -88,7 +88,8 @@ def serving_churn(args: argparse.Namespace) -> list[dict]:
     """POST /v1/churn for one customer: custlab's BentoML service (online store, reason
     codes, prediction log) against a bare FastAPI endpoint over the same booster."""
     from custlab.settings import Settings
-    from features.store import read_snapshots
+    from features.store import latest_as_of, read_features
+    from training.model_input import model_matrix
     from training.registry import load_champion, use_tracking
 
     home = (ROOT / ".custlab" / f"bench-{args.customers}").resolve()
@@ -99,12 +100,14 @@ def serving_churn(args: argparse.Namespace) -> list[dict]:
     model_file = home / "bench" / "anchor-model.txt"
     model_file.parent.mkdir(parents=True, exist_ok=True)
     booster.save_model(str(model_file))
-    snapshots = read_snapshots(settings)
-    latest = snapshots[snapshots["event_timestamp"] == snapshots["event_timestamp"].max()]
+    latest = read_features(settings, dates=[latest_as_of(settings)])
+    # The anchor gets the rows already encoded as the model takes them (categories as codes).
+    encoded = pd.DataFrame(model_matrix(booster, latest), columns=booster.feature_name())
+    encoded.insert(0, "customer_id", latest["customer_id"].to_numpy())
     features_file = home / "bench" / "anchor-features.parquet"
-    latest.to_parquet(features_file)
+    encoded.to_parquet(features_file)
 
-    ids = latest.loc[latest["orders_52w"] > 0, "customer_id"].sample(
+    ids = latest.loc[latest["recency_days"] <= 365, "customer_id"].sample(
         args.requests, replace=True, random_state=0
     )
     bodies = [{"customer_ids": [cid]} for cid in ids]

@@ -189,7 +189,7 @@ def published_families(settings: Settings) -> list[str]:
     """
     path = settings.offline_dir / MANIFEST
     if not path.exists():
-        raise CustlabError(f"no feature snapshots at {settings.offline_dir}; run 'custlab features' first")
+        raise CustlabError(f"no feature snapshots in {settings.offline_dir}; run 'custlab features' first")
     return json.loads(path.read_text())["families"]
 
 
@@ -237,17 +237,28 @@ def read_snapshots(settings: Settings, family: str = "orders", columns: list[str
     return pd.read_parquet(path, columns=columns)
 
 
+def latest_as_of(settings: Settings) -> pd.Timestamp:
+    """The newest as-of date published: what the online store answers for."""
+    published_families(settings)
+    manifest = json.loads((settings.offline_dir / MANIFEST).read_text())
+    return pd.Timestamp(manifest["last_as_of"])
+
+
 def read_features(
-    settings: Settings, names: Sequence[str], dates: Sequence[pd.Timestamp] | None = None
+    settings: Settings,
+    names: Sequence[str] | None = None,
+    dates: Sequence[pd.Timestamp] | None = None,
 ) -> pd.DataFrame:
-    """Snapshot rows with the features ``names`` of whichever families hold them, at
-    ``dates`` (default all): batch scoring and monitoring read the offline tables as
-    published, the same rows the training join saw.
+    """Snapshot rows with the features ``names`` (default every published one) of
+    whichever families hold them, at ``dates`` (default all): batch scoring and
+    monitoring read the offline tables as published, the same rows the training join saw.
 
     Raises:
-        CustlabError: A feature is not published.
+        CustlabError: Nothing is published, or a feature is not.
     """
     keys = [ENTITY_KEY, EVENT_TIMESTAMP]
+    if names is None:
+        names = [n for family in published_families(settings) for n in FAMILIES[family].feature_names]
     wanted = set(names)
     frame: pd.DataFrame | None = None
     for family in published_families(settings):

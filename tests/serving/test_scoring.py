@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from custlab.settings import Settings
-from features.store import read_snapshots
+from features.store import latest_as_of, read_features
 from serving.models import load_champion_model
 from serving.scoring import CHURN_ACTIONS, LoadedModel, score_rows, tier_of
 from training.tasks import get_task
@@ -18,8 +18,8 @@ def champion(demo_home) -> LoadedModel:
 
 @pytest.fixture(scope="module")
 def latest_rows(demo_home) -> pd.DataFrame:
-    snapshots = read_snapshots(Settings(home=demo_home))
-    latest = snapshots[snapshots["event_timestamp"] == snapshots["event_timestamp"].max()]
+    settings = Settings(home=demo_home)
+    latest = read_features(settings, dates=[latest_as_of(settings)])
     return latest[latest["orders_52w"] > 0].head(200).reset_index(drop=True)
 
 

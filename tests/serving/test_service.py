@@ -5,17 +5,17 @@ import json
 import pytest
 
 from custlab.settings import Settings
-from features.store import read_snapshots
+from features.store import latest_as_of, read_features
 from serving.schemas import MAX_BATCH
-from serving.service import OUTSIDE_POPULATION, UNKNOWN_CUSTOMER
+from serving.service import UNKNOWN_CUSTOMER, outside_population
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def latest(demo_home):
-    snapshots = read_snapshots(Settings(home=demo_home))
-    return snapshots[snapshots["event_timestamp"] == snapshots["event_timestamp"].max()]
+    settings = Settings(home=demo_home)
+    return read_features(settings, dates=[latest_as_of(settings)])
 
 
 def test_scores_known_customers_with_version_tier_and_reasons(client, latest):
@@ -33,12 +33,12 @@ def test_scores_known_customers_with_version_tier_and_reasons(client, latest):
 
 
 def test_unknown_and_inactive_customers_are_flagged(client, latest):
-    inactive = latest.loc[latest["orders_52w"] == 0, "customer_id"].head(1).tolist()
+    inactive = latest.loc[~(latest["recency_days"] <= 365), "customer_id"].head(1).tolist()
     response = client.post("/v1/churn", json={"customer_ids": ["ghost-1", *inactive]})
     unknown, *rest = response.json()["predictions"]
     assert unknown["score"] is None and unknown["warnings"] == [UNKNOWN_CUSTOMER]
     for prediction in rest:
-        assert prediction["score"] is not None and OUTSIDE_POPULATION in prediction["warnings"]
+        assert prediction["score"] is not None and outside_population(365) in prediction["warnings"]
 
 
 @pytest.mark.parametrize(

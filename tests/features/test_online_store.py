@@ -1,0 +1,280 @@
+"""custlab's Feast online store through Feast itself: apply, materialize, write, read."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydantic
+import pytest
+from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+from feast.types import Float32, Int64, String
+from feast.value_type import ValueType
+
+from features.online_store import CustomerOnlineStore, CustomerOnlineStoreConfig
+
+pytestmark = pytest.mark.integration
+
+STORE_TYPE = "features.online_store.CustomerOnlineStore"
+T0 = pd.Timestamp("2025-03-03 00:00:00", tz="UTC")
+T1 = pd.Timestamp("2025-03-10 06:30:15.250000", tz="UTC")
+IDS = ["c1", "c2", "c3"]
+
+
+@dataclass
+class Repo:
+    store: FeatureStore
+    config: RepoConfig
+    orders: FeatureView
+    web: FeatureView
+    service: FeatureService
+    offline: pd.DataFrame
+
+
+def offline_table() -> pd.DataFrame:
+    """Two snapshots per customer; the newer one holds a null, a NaN and a None string."""
+    return pd.DataFrame(
+        {
+            "customer_id": IDS * 2,
+            "event_timestamp": [T0] * 3 + [T1] * 3,
+            "spend_90d": [1.0, 2.0, 3.0, 10.1, np.nan, 30.3],
+            "orders_90d": [1.0, 1.0, 1.0, 4.0, 5.0, None],
+            "segment": ["a", "b", "c", "gold", None, "silver"],
+            "sessions_7d": [0.0, 0.0, 0.0, 7.5, 0.25, 1e-7],
+            "channel": ["x", "x", "x", "web", "app", "é-mail"],
+        }
+    )
+
+
+def definitions(source_path: Path, orders_schema: list[Field] | None = None) -> list:
+    customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.STRING)
+    source = FileSource(name="snapshots", path=str(source_path), timestamp_field="event_timestamp")
+    orders = FeatureView(
+        name="orders",
+        entities=[customer],
+        ttl=timedelta(days=365 * 10),
+        schema=orders_schema
+        or [
+            Field(name="spend_90d", dtype=Float32),
+            Field(name="orders_90d", dtype=Float32),
+            Field(name="segment", dtype=String),
+        ],
+        source=source,
+    )
+    web = FeatureView(
+        name="web",
+        entities=[customer],
+        ttl=timedelta(days=365 * 10),
+        schema=[Field(name="sessions_7d", dtype=Float32), Field(name="channel", dtype=String)],
+        source=source,
+    )
+    service = FeatureService(name="profile_v1", features=[orders, web])
+    return [customer, source, orders, web, service]
+
+
+def open_repo(home: Path, online_store: dict, offline: pd.DataFrame) -> Repo:
+    home.mkdir(parents=True, exist_ok=True)
+    offline.to_parquet(home / "snapshots.parquet")
+    config = RepoConfig(
+        project="custlab_test",
+        provider="local",
+        registry={"path": str(home / "registry.db"), "cache_ttl_seconds": 0},
+        online_store=online_store,
+        offline_store={"type": "duckdb"},
+        entity_key_serialization_version=3,
+    )
+    config.repo_path = home
+    store = FeatureStore(config=config, repo_path=str(home))
+    objects = definitions(home / "snapshots.parquet")
+    store.apply(objects)
+    _, _, orders, web, service = objects
+    return Repo(store, config, orders, web, service, offline)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repo:
+    online = {"type": STORE_TYPE, "path": str(tmp_path / "online.db")}
+    return open_repo(tmp_path, online, offline_table())
+
+
+def materialize(repo: Repo) -> None:
+    repo.store.materialize(
+        start_date=(T0 - pd.Timedelta(days=1)).to_pydatetime(),
+        end_date=(T1 + pd.Timedelta(days=1)).to_pydatetime(),
+    )
+
+
+def online(repo: Repo, ids: list[str]) -> dict[str, list]:
+    return repo.store.get_online_features(
+        features=repo.service, entity_rows=[{"customer_id": c} for c in ids]
+    ).to_dict(include_event_timestamps=True)
+
+
+def f32(value: float) -> float:
+    return float(np.float32(value))
+
+
+def test_feast_finds_the_store_from_its_type(repo: Repo):
+    assert isinstance(repo.config.online_store, CustomerOnlineStoreConfig)
+    assert isinstance(repo.store._get_provider().online_store, CustomerOnlineStore)
+
+
+@pytest.mark.parametrize("bad", [{"path": 3}, {"path": "x.db", "bogus": 1}])
+def test_config_refuses_what_it_does_not_know(bad: dict):
+    with pytest.raises(pydantic.ValidationError):
+        CustomerOnlineStoreConfig(**bad)
+
+
+def test_feast_materialize_then_get_online_features_returns_the_newest_rows(repo: Repo):
+    materialize(repo)
+    got = online(repo, [*IDS, "nobody"])
+    stamp = int(T1.timestamp())
+    assert got["customer_id"] == [*IDS, "nobody"]
+    assert got["spend_90d"] == [f32(10.1), None, f32(30.3), None]
+    assert got["orders_90d"] == [4.0, 5.0, None, None]
+    assert got["segment"] == ["gold", None, "silver", None]
+    assert got["sessions_7d"] == [7.5, 0.25, f32(1e-7), None]
+    assert got["channel"] == ["web", "app", "é-mail", None]
+    for name in ("spend_90d", "segment", "channel"):
+        assert got[f"{name}__ts"] == [stamp, stamp, stamp, 0]
+
+
+def test_feast_sdk_answers_exactly_as_with_feasts_stock_sqlite_store(repo: Repo, tmp_path: Path):
+    stock_home = tmp_path / "stock"
+    stock = open_repo(
+        stock_home, {"type": "sqlite", "path": str(stock_home / "online.db")}, repo.offline
+    )
+    materialize(repo)
+    materialize(stock)
+    ids = ["c3", "nobody", "c1", "c3", "c2"]
+    assert online(repo, ids) == online(stock, ids)
+
+
+def test_write_frame_then_get_online_features_equals_read_frame(repo: Repo):
+    frame = repo.offline.iloc[3:].reset_index(drop=True)
+    store = CustomerOnlineStore()
+    assert store.write_frame(repo.config, repo.orders, frame) == 3
+    assert store.write_frame(repo.config, repo.web, frame) == 3
+    ids = ["c2", "c1", "nobody", "c3", "c1"]
+    got = online(repo, ids)
+    for view in (repo.orders, repo.web):
+        values, stamps = store.read_frame(repo.config, view, ids)
+        assert list(values.columns) == [f.name for f in view.features]
+        for name in values.columns:
+            expected = [None if v is None or v != v else v for v in values[name].tolist()]
+            assert got[name] == expected, name
+            assert got[f"{name}__ts"] == [0 if s != s else int(s) for s in stamps]
+        assert stamps[1] == T1.timestamp()  # microseconds survive the round trip
+
+
+def test_read_frame_returns_features_in_the_asked_order_and_unknowns_empty(repo: Repo):
+    store = CustomerOnlineStore()
+    store.write_frame(repo.config, repo.orders, repo.offline.iloc[3:])
+    values, stamps = store.read_frame(
+        repo.config, repo.orders, ["nobody", "c1", "nobody"], ["segment", "spend_90d"]
+    )
+    assert list(values.columns) == ["segment", "spend_90d"]
+    assert values["segment"].tolist() == [None, "gold", None]
+    assert values["spend_90d"].isna().tolist() == [True, False, True]
+    assert np.isnan(stamps[[0, 2]]).all() and stamps[1] == T1.timestamp()
+    empty, no_stamps = store.read_frame(repo.config, repo.orders, [])
+    assert empty.shape == (0, 3) and no_stamps.shape == (0,)
+    with pytest.raises(ValueError, match="no feature.*unknown_feature"):
+        store.read_frame(repo.config, repo.orders, ["c1"], ["unknown_feature"])
+
+
+def test_an_older_row_never_overwrites_a_newer_one(repo: Repo):
+    store = CustomerOnlineStore()
+    newer, older = repo.offline.iloc[3:], repo.offline.iloc[:3]
+    store.write_frame(repo.config, repo.orders, newer)
+    store.write_frame(repo.config, repo.orders, older)
+    repo.store.write_to_online_store("orders", older)  # Feast's own write path too
+    values, stamps = store.read_frame(repo.config, repo.orders, IDS)
+    assert values["segment"].tolist() == ["gold", None, "silver"]
+    assert (stamps == T1.timestamp()).all()
+    # The same instant again replaces: a corrected re-run must land.
+    store.write_frame(repo.config, repo.orders, newer.assign(segment="fixed"))
+    assert store.read_frame(repo.config, repo.orders, IDS)[0]["segment"].tolist() == ["fixed"] * 3
+
+
+def test_reapply_with_a_changed_schema_rebuilds_the_table(repo: Repo, tmp_path: Path):
+    store = CustomerOnlineStore()
+    store.write_frame(repo.config, repo.orders, repo.offline.iloc[3:])
+    changed = [
+        Field(name="spend_90d", dtype=Float32),  # kept
+        Field(name="segment", dtype=Int64),  # type changed: its values cannot survive
+        Field(name="tenure_days", dtype=Int64),  # new; orders_90d dropped
+    ]
+    objects = definitions(tmp_path / "snapshots.parquet", changed)
+    repo.store.apply(objects)
+    orders = repo.store.get_feature_view("orders")
+    with sqlite3.connect(tmp_path / "online.db") as conn:
+        columns = [r[1] for r in conn.execute('PRAGMA table_info("custlab_test_orders")')]
+    assert columns == [
+        "customer_id",
+        "event_ts",
+        "created_ts",
+        "spend_90d",
+        "segment",
+        "tenure_days",
+    ]
+    values, _ = store.read_frame(repo.config, orders, IDS)
+    assert values["spend_90d"].tolist()[0] == f32(10.1)
+    assert values[["segment", "tenure_days"]].isna().all().all()
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["c1"],
+            "event_timestamp": [T1 + pd.Timedelta(days=1)],
+            "spend_90d": [5.0],
+            "segment": [2],
+            "tenure_days": [400],
+        }
+    )
+    store.write_frame(repo.config, orders, frame)
+    got = repo.store.get_online_features(
+        features=["orders:segment", "orders:tenure_days"], entity_rows=[{"customer_id": "c1"}]
+    ).to_dict()
+    assert got["segment"] == [2] and got["tenure_days"] == [400]
+
+
+@pytest.mark.parametrize(
+    ("change", "column"),
+    [
+        (lambda f: f.drop(columns="segment"), "segment"),
+        (lambda f: f.drop(columns="event_timestamp"), "event_timestamp"),
+        (lambda f: f.assign(spend_90d=["1.0", "oops", None]), "spend_90d"),
+        (lambda f: f.assign(customer_id=["c1", None, "c3"]), "customer_id"),
+        (lambda f: f.assign(event_timestamp=f["event_timestamp"].dt.tz_localize(None)), "event"),
+    ],
+)
+def test_a_bad_frame_names_its_column_and_writes_nothing(repo: Repo, change, column: str):
+    store = CustomerOnlineStore()
+    frame = change(repo.offline.iloc[3:].reset_index(drop=True))
+    with pytest.raises(ValueError, match=column):
+        store.write_frame(repo.config, repo.orders, frame)
+    _, stamps = store.read_frame(repo.config, repo.orders, IDS)
+    assert np.isnan(stamps).all()
+
+
+def test_a_view_not_keyed_by_customer_id_is_refused(repo: Repo, tmp_path: Path):
+    account = Entity(name="account", join_keys=["account_id"], value_type=ValueType.STRING)
+    view = FeatureView(
+        name="accounts",
+        entities=[account],
+        schema=[Field(name="balance", dtype=Float32)],
+        source=FileSource(
+            path=str(tmp_path / "snapshots.parquet"), timestamp_field="event_timestamp"
+        ),
+    )
+    with pytest.raises(ValueError, match="customer_id"):
+        repo.store.apply([account, view])
+
+
+def test_teardown_removes_the_tables_and_the_file(repo: Repo, tmp_path: Path):
+    materialize(repo)
+    repo.store.teardown()
+    assert not (tmp_path / "online.db").exists()
