@@ -136,7 +136,7 @@ def train(task: Task = "churn", trials: Trials = 20, timeout: Timeout = 900.0) -
 
 @app.command()
 def monitor(task: Task = "churn") -> None:
-    """Write the drift report of the latest week against the champion's training window."""
+    """Write the drift report of the latest week against the champion's test window."""
     from custlab import pipeline
 
     report = _run(pipeline.monitor, _settings(), task)

@@ -120,7 +120,7 @@ def train(
 
 
 def monitor(settings: Settings, task_name: str) -> MonitorReport:
-    """Drift of the latest week against the champion's training window."""
+    """Drift of the latest week against the champion's test window."""
     with step(f"{task_name}: drift report"):
         return monitor_task(settings, get_task(task_name))
 
@@ -158,7 +158,7 @@ def demo(settings: Settings, world: WorldSpec, tune: TuneSpec) -> str:
             f"{build.first_as_of:%Y-%m-%d} .. {build.last_as_of:%Y-%m-%d}; families "
             + ", ".join(build.families),
             describe_training(outcome),
-            f"drift, latest week vs training window: {report.summary.describe()}",
+            f"drift, latest week vs test window: {report.summary.describe()}",
             "",
             "next:",
             "  MLflow UI      .venv/bin/mlflow ui --backend-store-uri "

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from features.arrow import lookup, to_arrow_strings
 from features.contract import ENTITY_KEY
+
+Moments = pd.Series | pd.DatetimeIndex | np.ndarray
 
 
 def purchases(orders: pd.DataFrame) -> pd.DataFrame:
@@ -18,7 +23,7 @@ def purchases(orders: pd.DataFrame) -> pd.DataFrame:
     return orders[~orders["is_return"].to_numpy(dtype=bool)] if "is_return" in orders else orders
 
 
-def epoch_seconds(when: pd.Series | pd.DatetimeIndex | np.ndarray) -> np.ndarray:
+def epoch_seconds(when: Moments) -> np.ndarray:
     """Whole seconds since the epoch, int64."""
     if isinstance(when, pd.Series):
         when = when.to_numpy(dtype="datetime64[s]")
@@ -30,21 +35,30 @@ def epoch_seconds(when: pd.Series | pd.DatetimeIndex | np.ndarray) -> np.ndarray
 class History:
     """Records of one kind sorted by (customer, time), with running totals of a value.
 
-    Times are kept in whole seconds so that ``customer * span + seconds`` fits in int64
-    for millions of customers over decades.
+    Customers are integer codes into a vocabulary of ids (Arrow hash lookups turn ids
+    into codes, so no query pays for string comparisons). Times are kept in whole
+    seconds so that ``customer * span + seconds`` fits in int64 for millions of
+    customers over decades.
 
     Args:
+        vocabulary: Customer ids; records and queries refer to positions in it.
         customer_ids: The customer of each record.
         ts: The time of each record.
         values: Optional amount per record (e.g. net spend) for :meth:`sum_between`.
     """
 
     def __init__(
-        self, customer_ids: pd.Series, ts: pd.Series, values: np.ndarray | None = None
+        self,
+        vocabulary: pa.Array,
+        customer_ids: pd.Series,
+        ts: pd.Series,
+        values: np.ndarray | None = None,
     ) -> None:
-        self._ids = pd.Index(pd.unique(customer_ids))
-        cust = self._ids.get_indexer(customer_ids).astype(np.int64)
-        seconds = epoch_seconds(ts)
+        self.vocabulary = vocabulary
+        cust = lookup(customer_ids, vocabulary)
+        known = cust >= 0
+        seconds = epoch_seconds(ts)[known]
+        cust = cust[known]
         order = np.lexsort((seconds, cust))
         self._cust, self._ts = cust[order], seconds[order]
         # Keys sort by customer first, then time; offsetting by the minimum keeps them
@@ -52,69 +66,73 @@ class History:
         self._offset = int(self._ts.min()) if self._ts.size else 0
         self._span = int(self._ts.max() - self._offset + 1) if self._ts.size else 1
         self._keys = self._cust * self._span + (self._ts - self._offset)
-        weights = np.ones(order.size) if values is None else np.asarray(values)[order]
+        weights = np.ones(order.size) if values is None else np.asarray(values)[known][order]
         self._running = np.concatenate([[0.0], np.cumsum(weights, dtype=np.float64)])
         last = int(self._ts.max()) if self._ts.size else 0
         self.observation_end = pd.Timestamp(last, unit="s", tz="UTC")
 
+    @staticmethod
+    def vocabulary_of(*columns: pd.Series) -> pa.Array:
+        """The distinct ids of some id columns."""
+        arrays = [to_arrow_strings(column) for column in columns]
+        return pc.unique(pa.chunked_array(arrays, type=pa.large_string()))
+
     @classmethod
-    def of_purchases(cls, orders: pd.DataFrame) -> History:
+    def of_purchases(cls, orders: pd.DataFrame, vocabulary: pa.Array | None = None) -> History:
         """Purchase times of each customer (returns left out)."""
         bought = purchases(orders)
-        return cls(bought[ENTITY_KEY], bought["order_ts"])
+        vocabulary = vocabulary if vocabulary is not None else cls.vocabulary_of(bought[ENTITY_KEY])
+        return cls(vocabulary, bought[ENTITY_KEY], bought["order_ts"])
 
     @classmethod
-    def of_net_spend(cls, orders: pd.DataFrame) -> History:
+    def of_net_spend(cls, orders: pd.DataFrame, vocabulary: pa.Array | None = None) -> History:
         """Orders with their net amounts: a return counts as negative spend."""
-        sign = np.where(orders["is_return"].to_numpy(dtype=bool), -1.0, 1.0) if (
-            "is_return" in orders
-        ) else 1.0
-        amount = orders["amount"].to_numpy(dtype=np.float64) * sign
-        return cls(orders[ENTITY_KEY], orders["order_ts"], amount)
+        is_return = (
+            orders["is_return"].to_numpy(dtype=bool)
+            if "is_return" in orders
+            else np.zeros(len(orders), dtype=bool)
+        )
+        amount = orders["amount"].to_numpy(dtype=np.float64) * np.where(is_return, -1.0, 1.0)
+        vocabulary = vocabulary if vocabulary is not None else cls.vocabulary_of(orders[ENTITY_KEY])
+        return cls(vocabulary, orders[ENTITY_KEY], orders["order_ts"], amount)
 
-    def _codes(self, customer_ids: pd.Series | np.ndarray) -> np.ndarray:
-        return self._ids.get_indexer(customer_ids).astype(np.int64)
+    def codes(self, customer_ids: pd.Series) -> np.ndarray:
+        """Positions of ids in the vocabulary (-1 for an id not in it), for the queries."""
+        return lookup(customer_ids, self.vocabulary)
 
-    def _search(self, cust: np.ndarray, when: pd.Series | np.ndarray) -> np.ndarray:
+    def _search(self, cust: np.ndarray, when: Moments) -> np.ndarray:
         """Position of the first record of ``cust`` at or after ``when``."""
         seconds = epoch_seconds(when) - self._offset
         seconds = np.clip(seconds, 0, self._span)
         return np.searchsorted(self._keys, np.maximum(cust, 0) * self._span + seconds)
 
-    def count_between(
-        self, customer_ids: pd.Series, start: pd.Series, end: pd.Series
-    ) -> np.ndarray:
+    def count_between(self, cust: np.ndarray, start: Moments, end: Moments) -> np.ndarray:
         """Records of each customer with ``start <= ts < end``."""
-        cust = self._codes(customer_ids)
         counts = self._search(cust, end) - self._search(cust, start)
         return np.where(cust >= 0, counts, 0)
 
-    def sum_between(self, customer_ids: pd.Series, start: pd.Series, end: pd.Series) -> np.ndarray:
+    def sum_between(self, cust: np.ndarray, start: Moments, end: Moments) -> np.ndarray:
         """Total value of each customer's records with ``start <= ts < end``."""
-        cust = self._codes(customer_ids)
         total = self._running[self._search(cust, end)] - self._running[self._search(cust, start)]
         return np.where(cust >= 0, total, 0.0)
 
-    def last_before(self, customer_ids: pd.Series, when: pd.Series) -> np.ndarray:
+    def _found(self, cust: np.ndarray, position: np.ndarray) -> np.ndarray:
+        """Epoch seconds at ``position`` where that record is ``cust``'s; NaN elsewhere."""
+        inside = (cust >= 0) & (position >= 0) & (position < self._ts.size)
+        at = np.clip(position, 0, max(self._ts.size - 1, 0))
+        if self._ts.size == 0:
+            return np.full(cust.size, np.nan)
+        found = inside & (self._cust[at] == cust)
+        return np.where(found, self._ts[at], np.nan)
+
+    def last_before(self, cust: np.ndarray, when: Moments) -> np.ndarray:
         """Epoch seconds of each customer's last record before ``when``; NaN if none."""
-        cust = self._codes(customer_ids)
-        prev = self._search(cust, when) - 1
-        found = (cust >= 0) & (prev >= 0)
-        found[found] = self._cust[prev[found]] == cust[found]
-        return np.where(found, self._ts[np.maximum(prev, 0)], np.nan)
+        return self._found(cust, self._search(cust, when) - 1)
 
-    def first_at_or_after(self, customer_ids: pd.Series, when: pd.Series) -> np.ndarray:
+    def first_at_or_after(self, cust: np.ndarray, when: Moments) -> np.ndarray:
         """Epoch seconds of each customer's first record at or after ``when``; NaN if none."""
-        cust = self._codes(customer_ids)
-        nxt = self._search(cust, when)
-        found = (cust >= 0) & (nxt < self._ts.size)
-        found[found] = self._cust[nxt[found]] == cust[found]
-        return np.where(found, self._ts[np.minimum(nxt, self._ts.size - 1)], np.nan)
+        return self._found(cust, self._search(cust, when))
 
-    def first(self, customer_ids: pd.Series) -> np.ndarray:
+    def first(self, cust: np.ndarray) -> np.ndarray:
         """Epoch seconds of each customer's first record; NaN if none."""
-        cust = self._codes(customer_ids)
-        start = np.searchsorted(self._keys, np.maximum(cust, 0) * self._span)
-        found = (cust >= 0) & (start < self._ts.size)
-        found[found] = self._cust[start[found]] == cust[found]
-        return np.where(found, self._ts[np.minimum(start, self._ts.size - 1)], np.nan)
+        return self._found(cust, np.searchsorted(self._keys, np.maximum(cust, 0) * self._span))

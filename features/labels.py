@@ -46,7 +46,9 @@ def _empty(label: str, dtype: str) -> pd.DataFrame:
     )
 
 
-def active_customers(orders: pd.DataFrame, as_of: pd.DatetimeIndex, window_days: int) -> pd.DataFrame:
+def active_customers(
+    orders: pd.DataFrame, as_of: pd.DatetimeIndex, window_days: int
+) -> pd.DataFrame:
     """Customers with a purchase in ``[t - window, t)``, for each as-of date ``t``.
 
     Returns:
@@ -103,8 +105,9 @@ def churn_labels(
     if labels.empty:
         return _empty("churned", "int8")
     t = labels[EVENT_TIMESTAMP]
-    after = History.of_purchases(orders).count_between(
-        labels[ENTITY_KEY], t, t + pd.Timedelta(days=horizon_days)
+    history = History.of_purchases(orders)
+    after = history.count_between(
+        history.codes(labels[ENTITY_KEY]), t, t + pd.Timedelta(days=horizon_days)
     )
     return labels.assign(churned=(after == 0).astype(np.int8))
 
@@ -136,8 +139,9 @@ def propensity_labels(
             raise ValueError(f"a target category ({category!r}) needs orders with a category")
         target = orders[orders["category"].astype(str) == category]
     t = labels[EVENT_TIMESTAMP]
-    after = History.of_purchases(target).count_between(
-        labels[ENTITY_KEY], t, t + pd.Timedelta(days=horizon_days)
+    history = History.of_purchases(target)
+    after = history.count_between(
+        history.codes(labels[ENTITY_KEY]), t, t + pd.Timedelta(days=horizon_days)
     )
     return labels.assign(purchased=(after > 0).astype(np.int8))
 
@@ -160,8 +164,9 @@ def clv_labels(
     if labels.empty:
         return _empty("future_spend", "float64")
     t = labels[EVENT_TIMESTAMP]
-    spend = History.of_net_spend(orders).sum_between(
-        labels[ENTITY_KEY], t, t + pd.Timedelta(days=horizon_days)
+    history = History.of_net_spend(orders)
+    spend = history.sum_between(
+        history.codes(labels[ENTITY_KEY]), t, t + pd.Timedelta(days=horizon_days)
     )
     return labels.assign(future_spend=spend)
 
@@ -184,11 +189,13 @@ def lifecycle_labels(
     labels = known_customers(tables, matured)
     if labels.empty:
         return _empty("future_stage", "object")
-    ids = labels[ENTITY_KEY]
-    later = (labels[EVENT_TIMESTAMP] + pd.Timedelta(days=horizon_days)).to_numpy(dtype="datetime64[s]")
-    stage = lifecycle_stage(
-        History.of_purchases(orders), ids, later, signup_seconds(tables.get("customers"), ids), rules
+    history = History.of_purchases(orders, History.vocabulary_of(labels[ENTITY_KEY]))
+    cust = history.codes(labels[ENTITY_KEY])
+    later = (labels[EVENT_TIMESTAMP] + pd.Timedelta(days=horizon_days)).to_numpy(
+        dtype="datetime64[s]"
     )
+    signed_up = signup_seconds(tables.get("customers"), cust, history.vocabulary)
+    stage = lifecycle_stage(history, cust, later, signed_up, rules)
     return labels.assign(future_stage=stage)
 
 

@@ -16,9 +16,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.arrow import lookup, to_arrow_strings
 from features.contract import ENTITY_KEY
 from features.families import FAMILIES, FeatureFamily
-from features.families.base import WEEK, SnapshotGrid, Tables, lookup, to_arrow_strings, week_floor
+from features.families.base import WEEK, SnapshotGrid, Tables, week_floor
 from features.history import purchases
 
 logger = logging.getLogger(__name__)

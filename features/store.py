@@ -71,7 +71,9 @@ def open_store(settings: Settings) -> FeatureStore:
 @cache
 def _repo_module(repo_dir: Path) -> ModuleType:
     """The repo's definitions, loaded from its folder (not imported as a package)."""
-    spec = importlib.util.spec_from_file_location("custlab_feature_definitions", repo_dir / "definitions.py")
+    spec = importlib.util.spec_from_file_location(
+        "custlab_feature_definitions", repo_dir / "definitions.py"
+    )
     if spec is None or spec.loader is None:
         raise CustlabError(f"no Feast definitions at {repo_dir}")
     module = importlib.util.module_from_spec(spec)
@@ -175,9 +177,7 @@ def publish_snapshots(settings: Settings, snapshots: Mapping[str, pd.DataFrame])
         frame = snapshots.get(view_family(view))
         if frame is not None:
             _materialize(store, view, frame[frame[EVENT_TIMESTAMP] == frame[EVENT_TIMESTAMP].max()])
-    logger.info(
-        "published %s; online as of %s", ", ".join(snapshots), manifest["last_as_of"]
-    )
+    logger.info("published %s; online as of %s", ", ".join(snapshots), manifest["last_as_of"])
     return store
 
 
@@ -189,7 +189,9 @@ def published_families(settings: Settings) -> list[str]:
     """
     path = settings.offline_dir / MANIFEST
     if not path.exists():
-        raise CustlabError(f"no feature snapshots in {settings.offline_dir}; run 'custlab features' first")
+        raise CustlabError(
+            f"no feature snapshots in {settings.offline_dir}; run 'custlab features' first"
+        )
     return json.loads(path.read_text())["families"]
 
 
@@ -207,7 +209,9 @@ def feature_refs(store: FeatureStore, service: str, families: Sequence[str]) -> 
     return refs
 
 
-def historical_features(store: FeatureStore, entity_df: pd.DataFrame, refs: Sequence[str]) -> pd.DataFrame:
+def historical_features(
+    store: FeatureStore, entity_df: pd.DataFrame, refs: Sequence[str]
+) -> pd.DataFrame:
     """Point-in-time join of the features ``refs`` onto ``entity_df`` (customer_id,
     event_timestamp, anything else passes through), in the input's row order.
 
@@ -225,7 +229,9 @@ def historical_features(store: FeatureStore, entity_df: pd.DataFrame, refs: Sequ
     return out.drop(columns=_ROW).reset_index(drop=True)
 
 
-def read_snapshots(settings: Settings, family: str = "orders", columns: list[str] | None = None) -> pd.DataFrame:
+def read_snapshots(
+    settings: Settings, family: str = "orders", columns: list[str] | None = None
+) -> pd.DataFrame:
     """One family's offline snapshot table as last published (only ``columns``, when given).
 
     Raises:
@@ -258,7 +264,9 @@ def read_features(
     """
     keys = [ENTITY_KEY, EVENT_TIMESTAMP]
     if names is None:
-        names = [n for family in published_families(settings) for n in FAMILIES[family].feature_names]
+        names = [
+            n for family in published_families(settings) for n in FAMILIES[family].feature_names
+        ]
     wanted = set(names)
     frame: pd.DataFrame | None = None
     for family in published_families(settings):
@@ -311,7 +319,9 @@ class OnlineReader:
         views = {name: store.get_feature_view(name) for name in self._views}
         self._ttl = {name: view.ttl.total_seconds() for name, view in views.items()}
         self._views_bound = views
-        ends = [v.most_recent_end_time for v in store.list_feature_views() if v.most_recent_end_time]
+        ends = [
+            v.most_recent_end_time for v in store.list_feature_views() if v.most_recent_end_time
+        ]
         # The newest materialization: a row more than a view's ttl older missed refreshes.
         self.as_of = max(ends).timestamp() if ends else None
         self._online = store._get_provider().online_store
@@ -321,7 +331,9 @@ class OnlineReader:
         for view_name, names in self._views.items():
             view = self._views_bound[view_name]
             if hasattr(self._online, "read_frame"):
-                frame, stamps = self._online.read_frame(self.store.config, view, customer_ids, names)
+                frame, stamps = self._online.read_frame(
+                    self.store.config, view, customer_ids, names
+                )
             else:
                 frame, stamps = self._read_with_sdk(view_name, names, customer_ids)
             parts.append(frame.reset_index(drop=True))
@@ -330,10 +342,16 @@ class OnlineReader:
             if self.as_of is not None:
                 late = (self.as_of - self._ttl[view_name]) - stamps
                 stale = np.fmax(stale, np.where(present & (late > 0), late / 86_400, 0.0))
-        features = pd.concat(parts, axis=1)[self.names] if parts else pd.DataFrame(index=range(len(customer_ids)))
+        features = (
+            pd.concat(parts, axis=1)[self.names]
+            if parts
+            else pd.DataFrame(index=range(len(customer_ids)))
+        )
         return OnlineRows(features, known, stale)
 
-    def _read_with_sdk(self, view: str, names: list[str], customer_ids: Sequence[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    def _read_with_sdk(
+        self, view: str, names: list[str], customer_ids: Sequence[str]
+    ) -> tuple[pd.DataFrame, np.ndarray]:
         response = self.store.get_online_features(
             features=[f"{view}:{n}" for n in names],
             entity_rows=[{ENTITY_KEY: c} for c in customer_ids],

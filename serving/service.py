@@ -11,7 +11,6 @@ import logging
 from typing import Any
 
 import bentoml
-import numpy as np
 import pandas as pd
 
 from custlab.settings import Settings
@@ -109,7 +108,9 @@ class CustomerScoring:
         # NaN (never ordered) compares False: outside the population too.
         active = recency <= self.task.active_window_days
         predictions = []
-        for cid, is_known, is_active, stale in zip(ids, known, active, online.stale_days, strict=True):
+        for cid, is_known, is_active, stale in zip(
+            ids, known, active, online.stale_days, strict=True
+        ):
             if not is_known:
                 predictions.append(
                     Prediction(

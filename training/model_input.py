@@ -60,7 +60,9 @@ def model_matrix(booster: lgb.Booster, rows: pd.DataFrame) -> np.ndarray:
             codes = pd.Categorical(column.astype(object), categories=categories[name]).codes
             matrix[:, j] = np.where(codes >= 0, codes, np.nan)
         else:
-            matrix[:, j] = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            matrix[:, j] = pd.to_numeric(column, errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan
+            )
     return matrix
 
 

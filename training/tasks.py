@@ -52,7 +52,9 @@ class TaskSpec(BaseModel):
         """Who the model scores: customers with a purchase in this many days."""
         return int(self.label_params.get("active_window_days", 365))
 
-    def label_frame(self, tables: Mapping[str, pd.DataFrame], as_of: pd.DatetimeIndex) -> pd.DataFrame:
+    def label_frame(
+        self, tables: Mapping[str, pd.DataFrame], as_of: pd.DatetimeIndex
+    ) -> pd.DataFrame:
         """The task's labels at ``as_of`` from the raw ``tables``."""
         factory = LABEL_FACTORIES[self.labels]
         return factory(tables, as_of, horizon_days=self.horizon_days, **self.label_params)

@@ -16,8 +16,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from features.arrow import lookup
 from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
 
 WEEK = pd.Timedelta(days=7)
@@ -82,36 +82,6 @@ def week_floor(ts: pd.Timestamp) -> pd.Timestamp:
     """The Monday 00:00 UTC at or before ``ts``."""
     day = ts.tz_convert("UTC").normalize()
     return day - pd.Timedelta(days=day.dayofweek)
-
-
-def to_arrow_strings(values: pd.Series) -> pa.Array:
-    """A string column as an Arrow string array, without a Python object per row."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        categories = pa.array(values.cat.categories.astype(str), type=pa.large_string())
-        codes = pa.array(values.cat.codes.to_numpy(), mask=values.cat.codes.to_numpy() < 0)
-        return categories.take(codes)
-    array = pa.array(values.array, from_pandas=True)
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    return array if pa.types.is_large_string(array.type) else array.cast(pa.large_string())
-
-
-def lookup(values: pd.Series, vocabulary: pa.Array | Sequence[str]) -> np.ndarray:
-    """Position of each value in ``vocabulary``; -1 for a value not in it (or missing).
-
-    Hash lookups in Arrow: tens of millions of string ids in seconds.
-    """
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        # Look up each category once, then map the codes.
-        per_category = lookup(pd.Series(values.cat.categories.astype(str)), vocabulary)
-        codes = values.cat.codes.to_numpy()
-        return np.where(codes >= 0, per_category[np.maximum(codes, 0)], -1)
-    vocab = vocabulary if isinstance(vocabulary, pa.Array) else pa.array(list(vocabulary))
-    array = to_arrow_strings(values)
-    if array.type != vocab.type:
-        array = array.cast(vocab.type)
-    found = pc.index_in(array, value_set=vocab)
-    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 # Set bits of every byte value: distinct days from a week's weekday bits.
@@ -301,9 +271,13 @@ class WeekBins:
     def last_day(self, mask: np.ndarray | None = None, end: int = 0) -> np.ndarray:
         """Per row, the day (since origin) of the last record before ``t - end`` weeks
         (among ``mask``); NaN if none."""
-        flat, day = (self.flat, self.records.day) if mask is None else (
-            self.flat[mask],
-            self.records.day[mask],
+        flat, day = (
+            (self.flat, self.records.day)
+            if mask is None
+            else (
+                self.flat[mask],
+                self.records.day[mask],
+            )
         )
         latest = np.full(self.grid.customers * self.width, -np.inf)
         np.maximum.at(latest, flat, day)
@@ -316,4 +290,3 @@ class WeekBins:
     def days_since_last(self, mask: np.ndarray | None = None, end: int = 0) -> np.ndarray:
         """Days from the last record (among ``mask``) to each row's as-of date; NaN if none."""
         return self.grid.row_day - self.last_day(mask, end)
-

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
+from features.arrow import lookup, to_arrow_strings
 from features.families.base import (
     POPCOUNT,
     Feature,
     FeatureFamily,
     SnapshotGrid,
     Tables,
-    lookup,
     ratio,
-    to_arrow_strings,
     trend,
 )
 
@@ -30,13 +28,19 @@ TOTAL_WINDOWS_WEEKS: tuple[int, ...] = (4, 13, 52)
 RECENT_WEEKS, EARLIER_WEEKS = 4, 13
 
 FEATURES = (
-    *(Feature(f"events_{w}w", f"Events of any type in the last {w} weeks.") for w in TOTAL_WINDOWS_WEEKS),
+    *(
+        Feature(f"events_{w}w", f"Events of any type in the last {w} weeks.")
+        for w in TOTAL_WINDOWS_WEEKS
+    ),
     *(
         Feature(f"{kind}_{w}w", f"'{kind}' events in the last {w} weeks.")
         for kind in EVENT_TYPES
         for w in TYPE_WINDOWS_WEEKS
     ),
-    *(Feature(f"sessions_{w}w", f"Sessions begun in the last {w} weeks.") for w in TYPE_WINDOWS_WEEKS),
+    *(
+        Feature(f"sessions_{w}w", f"Sessions begun in the last {w} weeks.")
+        for w in TYPE_WINDOWS_WEEKS
+    ),
     *(
         Feature(f"active_days_{w}w", f"Days with any event in the last {w} weeks.")
         for w in TYPE_WINDOWS_WEEKS
@@ -67,12 +71,16 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     kind = lookup(rows["event_type"], list(EVENT_TYPES))
     out: dict[str, np.ndarray] = {}
 
-    totals = bins.windows([(w, 0) for w in TOTAL_WINDOWS_WEEKS] + [(EARLIER_WEEKS + RECENT_WEEKS, RECENT_WEEKS)])
+    totals = bins.windows(
+        [(w, 0) for w in TOTAL_WINDOWS_WEEKS] + [(EARLIER_WEEKS + RECENT_WEEKS, RECENT_WEEKS)]
+    )
     *total_windows, earlier = totals
     for w, value in zip(TOTAL_WINDOWS_WEEKS, total_windows, strict=True):
         out[f"events_{w}w"] = value
     for code, name in enumerate(EVENT_TYPES):
-        counts = bins.windows([(w, 0) for w in TYPE_WINDOWS_WEEKS], (kind == code).astype(np.float64))
+        counts = bins.windows(
+            [(w, 0) for w in TYPE_WINDOWS_WEEKS], (kind == code).astype(np.float64)
+        )
         for w, value in zip(TYPE_WINDOWS_WEEKS, counts, strict=True):
             out[f"{name}_{w}w"] = value
 
@@ -107,12 +115,15 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
 def _session_starts(flat: np.ndarray, session_id: pd.Series, size: int) -> np.ndarray:
     """Sessions per (customer, bin), each counted once in the bin of its first event.
 
-    Grouping by session id is a hash aggregation in Arrow: no sort of the events.
+    Session ids are dictionary-encoded in Arrow (a hash, no sort of the events); events
+    without a session id start none.
     """
-    table = pa.table({"session": to_arrow_strings(session_id), "bin": pa.array(flat)})
-    first = table.group_by("session").aggregate([("bin", "min")])
-    valid = first.filter(first["session"].is_valid())
-    return np.bincount(valid["bin_min"].to_numpy(), minlength=size).astype(np.float64)
+    encoded = to_arrow_strings(session_id).dictionary_encode()
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    has_session = codes >= 0
+    first = np.full(len(encoded.dictionary), np.iinfo(np.int64).max)
+    np.minimum.at(first, codes[has_session], flat[has_session])
+    return np.bincount(first[first < size], minlength=size).astype(np.float64)
 
 
 FAMILY = FeatureFamily(

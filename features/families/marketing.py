@@ -18,7 +18,10 @@ RESPONSE_WEEKS = 52
 RESPONSES: tuple[str, ...] = ("opened", "clicked", "converted")
 
 FEATURES = (
-    *(Feature(f"sends_{w}w", f"Campaign messages received in the last {w} weeks.") for w in SEND_WINDOWS_WEEKS),
+    *(
+        Feature(f"sends_{w}w", f"Campaign messages received in the last {w} weeks.")
+        for w in SEND_WINDOWS_WEEKS
+    ),
     Feature("open_rate_52w", "Share of the last 52 weeks' messages opened (settled ones)."),
     Feature("click_rate_52w", "Share of the last 52 weeks' messages clicked (settled ones)."),
     Feature(
@@ -39,11 +42,15 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     bins = grid.bins(records)
     rows = campaigns[records.keep]
     out: dict[str, np.ndarray] = {}
-    for w, value in zip(SEND_WINDOWS_WEEKS, bins.windows([(w, 0) for w in SEND_WINDOWS_WEEKS]), strict=True):
+    for w, value in zip(
+        SEND_WINDOWS_WEEKS, bins.windows([(w, 0) for w in SEND_WINDOWS_WEEKS]), strict=True
+    ):
         out[f"sends_{w}w"] = value
     sent = bins.window(RESPONSE_WEEKS, end=SETTLE_WEEKS)
     flags = {name: rows[name].to_numpy(dtype=bool) for name in RESPONSES}
-    for name, feature in zip(RESPONSES, ("open_rate_52w", "click_rate_52w", "conversion_rate_52w"), strict=True):
+    for name, feature in zip(
+        RESPONSES, ("open_rate_52w", "click_rate_52w", "conversion_rate_52w"), strict=True
+    ):
         responded = bins.window(RESPONSE_WEEKS, flags[name].astype(np.float64), end=SETTLE_WEEKS)
         out[feature] = ratio(responded, sent)
     any_response = flags["opened"] | flags["clicked"] | flags["converted"]

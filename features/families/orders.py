@@ -11,16 +11,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.arrow import lookup
 from features.families.base import (
     Feature,
     FeatureFamily,
     Records,
     SnapshotGrid,
     Tables,
-    lookup,
+    WeekBins,
     ratio,
     trend,
-    WeekBins,
 )
 
 WINDOWS_WEEKS: tuple[int, ...] = (4, 13, 26, 52)
@@ -30,10 +30,15 @@ MAX_CHANNELS = 8
 FEATURES = (
     Feature("recency_days", "Days since the last order before the as-of date; empty if none."),
     Feature("days_since_first_order", "Days since the first order; empty if none yet."),
-    *(Feature(f"orders_{w}w", f"Orders in the {w} weeks before the as-of date.") for w in WINDOWS_WEEKS),
+    *(
+        Feature(f"orders_{w}w", f"Orders in the {w} weeks before the as-of date.")
+        for w in WINDOWS_WEEKS
+    ),
     Feature("orders_total", "Orders before the as-of date."),
     *(
-        Feature(f"spend_{w}w", f"Net spend (returns deducted) in the {w} weeks before the as-of date.")
+        Feature(
+            f"spend_{w}w", f"Net spend (returns deducted) in the {w} weeks before the as-of date."
+        )
         for w in WINDOWS_WEEKS
     ),
     Feature("spend_total", "Net spend before the as-of date."),
@@ -147,9 +152,7 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     else:
         out["returns_52w"] = out["return_rate_52w"] = empty
     out["categories_total"] = (
-        _distinct_categories(bins, rows["category"], ~is_return)
-        if "category" in rows
-        else empty
+        _distinct_categories(bins, rows["category"], ~is_return) if "category" in rows else empty
     )
     out["main_channel_share_52w"] = (
         _main_channel_share(bins, rows["channel"], ~is_return, orders_52w)

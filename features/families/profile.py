@@ -52,7 +52,9 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
             else np.full(grid.rows, None, dtype=object)
         )
     if "birth_year" in customers:
-        birth = _per_row(grid, codes, customers["birth_year"].to_numpy(dtype=np.float64, na_value=np.nan), np.nan)
+        birth = _per_row(
+            grid, codes, customers["birth_year"].to_numpy(dtype=np.float64, na_value=np.nan), np.nan
+        )
         age = grid.row_as_of.year.to_numpy() - birth
         band = np.searchsorted(np.asarray(AGE_BAND_EDGES), age, side="right")
         labels = np.asarray(AGE_BANDS, dtype=object)[np.minimum(band, len(AGE_BANDS) - 1)]

@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.arrow import lookup
 from features.contract import ENTITY_KEY
 from features.families.base import Feature, FeatureFamily, SnapshotGrid, Tables
 from features.history import History, epoch_seconds
@@ -76,7 +78,7 @@ def _seconds_before(when: np.ndarray, days: float) -> np.ndarray:
 
 def lifecycle_stage(
     history: History,
-    customer_ids: pd.Series,
+    cust: np.ndarray,
     when: np.ndarray,
     signed_up: np.ndarray | None = None,
     rules: StageRules = StageRules(),  # noqa: B008 (immutable)
@@ -85,7 +87,7 @@ def lifecycle_stage(
 
     Args:
         history: Purchases (:meth:`History.of_purchases`).
-        customer_ids: One id per row.
+        cust: One customer code (of the history's vocabulary) per row.
         when: One moment per row (datetime64).
         signed_up: Epoch seconds of each row's sign-up (NaN unknown), for customers
             who have not bought yet.
@@ -96,24 +98,22 @@ def lifecycle_stage(
     """
     when = np.asarray(when, dtype="datetime64[s]")
     now = when.astype(np.int64).astype(np.float64)
-    first = history.first(customer_ids)
-    bought = np.isfinite(first) & (first < now)
-    last = history.last_before(customer_ids, when)
+    first = history.first(cust)
+    bought = first < now  # NaN compares False: never bought
+    last = history.last_before(cust, when)
     recency = (now - last) / _DAY
     recent_start = _seconds_before(when, rules.recent_days)
-    n_recent = history.count_between(customer_ids, recent_start, when)
+    n_recent = history.count_between(cust, recent_start, when)
     n_before = history.count_between(
-        customer_ids, _seconds_before(when, 2 * rules.recent_days), recent_start
+        cust, _seconds_before(when, 2 * rules.recent_days), recent_start
     )
-    n_total = history.count_between(customer_ids, np.zeros_like(when), when)
-    first_recent = history.first_at_or_after(customer_ids, recent_start)
-    before_recent = history.last_before(customer_ids, recent_start)
+    n_total = history.count_between(cust, np.zeros_like(when), when)
+    first_recent = history.first_at_or_after(cust, recent_start)
+    before_recent = history.last_before(cust, recent_start)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_gap = np.where(n_total >= 2, (last - first) / (n_total - 1) / _DAY, np.nan)
         at_risk_after = np.fmax(rules.at_risk_min_days, rules.at_risk_gap_factor * mean_gap)
-        since_signup = (
-            (now - signed_up) / _DAY if signed_up is not None else np.full(now.size, np.nan)
-        )
+        since_signup = (now - (signed_up if signed_up is not None else np.nan)) / _DAY
         conditions = [
             ~bought & ~(since_signup > rules.new_days),
             ~bought,
@@ -130,61 +130,67 @@ def lifecycle_stage(
 def rfm_segment(
     purchases: History,
     spend: History,
-    customer_ids: pd.Series,
+    cust: np.ndarray,
     when: np.ndarray,
     rules: RfmRules = RfmRules(),  # noqa: B008 (immutable)
 ) -> np.ndarray:
     """The RFM segment of each customer at each moment (None before any purchase).
 
     The value thresholds are quantiles of the recent buyers at the same moment, so a
-    segment means the same share of the base in every week and every currency.
+    segment means the same share of the base in every week and every currency. Both
+    histories must share one vocabulary (``cust`` indexes it).
     """
     when = np.asarray(when, dtype="datetime64[s]")
     now = when.astype(np.int64).astype(np.float64)
-    first = purchases.first(customer_ids)
-    bought = np.isfinite(first) & (first < now)
-    recency = (now - purchases.last_before(customer_ids, when)) / _DAY
-    value = spend.sum_between(customer_ids, _seconds_before(when, rules.value_days), when)
+    first = purchases.first(cust)
+    bought = first < now
+    recency = (now - purchases.last_before(cust, when)) / _DAY
+    value = spend.sum_between(cust, _seconds_before(when, rules.value_days), when)
     recent = bought & (recency <= rules.at_risk_days)
-    high = np.full(now.size, np.inf)
-    mid = np.full(now.size, np.inf)
-    for moment in np.unique(when[recent]):
-        at = when == moment
-        pool = value[at & recent]
-        high[at], mid[at] = np.quantile(
-            pool, [rules.high_value_quantile, rules.potential_quantile]
-        )
-    is_new = (now - first) / _DAY <= rules.new_days
-    segment = np.select(
-        [~bought, ~recent, value >= high, (value >= mid) | is_new],
-        [None, "at_risk", "high_value", "potential"],
-        default="basic",
+    moment = pd.Series(when).factorize()[0]
+    cuts = (
+        pd.Series(value[recent])
+        .groupby(moment[recent])
+        .quantile([rules.high_value_quantile, rules.potential_quantile])
+        .unstack()
+        .reindex(range(moment.max() + 1 if moment.size else 0))
     )
-    return segment.astype(object)
+    high = cuts[rules.high_value_quantile].to_numpy()[moment] if recent.any() else np.inf
+    mid = cuts[rules.potential_quantile].to_numpy()[moment] if recent.any() else np.inf
+    is_new = (now - first) / _DAY <= rules.new_days
+    with np.errstate(invalid="ignore"):
+        segment = np.select(
+            [~recent, value >= high, (value >= mid) | is_new],
+            ["at_risk", "high_value", "potential"],
+            default="basic",
+        ).astype(object)
+    segment[~bought] = None
+    return segment
 
 
-def signup_seconds(customers: pd.DataFrame | None, customer_ids: pd.Series) -> np.ndarray | None:
-    """Epoch seconds of each id's sign-up (NaN where unknown); None without the table."""
+def signup_seconds(
+    customers: pd.DataFrame | None, cust: np.ndarray, vocabulary: pa.Array
+) -> np.ndarray | None:
+    """Epoch seconds of each row's sign-up (NaN where unknown); None without the table."""
     if customers is None:
         return None
-    signup = pd.Series(
-        epoch_seconds(customers["signup_ts"]).astype(np.float64),
-        index=customers[ENTITY_KEY].astype(str),
-    )
-    return signup.reindex(customer_ids.astype(str)).to_numpy()
+    per_customer = np.full(len(vocabulary), np.nan)
+    codes = lookup(customers[ENTITY_KEY], vocabulary)
+    known = codes >= 0
+    per_customer[codes[known]] = epoch_seconds(customers["signup_ts"])[known]
+    return np.where(cust >= 0, per_customer[np.maximum(cust, 0)], np.nan)
 
 
 def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     orders = tables["orders"]
-    keys = grid.keys()
-    ids = keys[ENTITY_KEY]
-    when = keys["event_timestamp"].to_numpy(dtype="datetime64[s]")
-    purchases = History.of_purchases(orders)
+    when = grid.dates.tz_localize(None).to_numpy(dtype="datetime64[s]")[grid.row_date]
+    cust = grid.row_customer
+    purchases = History.of_purchases(orders, grid.ids)
     return {
         "lifecycle_stage": lifecycle_stage(
-            purchases, ids, when, signup_seconds(tables.get("customers"), ids)
+            purchases, cust, when, signup_seconds(tables.get("customers"), cust, grid.ids)
         ),
-        "rfm_segment": rfm_segment(purchases, History.of_net_spend(orders), ids, when),
+        "rfm_segment": rfm_segment(purchases, History.of_net_spend(orders, grid.ids), cust, when),
     }
 
 

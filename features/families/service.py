@@ -16,8 +16,14 @@ COMPLAINT_WINDOWS_WEEKS: tuple[int, ...] = (4, 13, 52)
 OUTCOME_WEEKS = 52
 
 FEATURES = (
-    *(Feature(f"tickets_{w}w", f"Tickets of any kind in the last {w} weeks.") for w in TICKET_WINDOWS_WEEKS),
-    *(Feature(f"complaints_{w}w", f"Complaints in the last {w} weeks.") for w in COMPLAINT_WINDOWS_WEEKS),
+    *(
+        Feature(f"tickets_{w}w", f"Tickets of any kind in the last {w} weeks.")
+        for w in TICKET_WINDOWS_WEEKS
+    ),
+    *(
+        Feature(f"complaints_{w}w", f"Complaints in the last {w} weeks.")
+        for w in COMPLAINT_WINDOWS_WEEKS
+    ),
     Feature(
         "unresolved_share_52w",
         f"Share of the tickets of the last 52 weeks (older than {SETTLE_WEEKS} week) left "
@@ -39,9 +45,13 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     rows = tickets[records.keep]
     complaint = (rows["kind"].astype(str) == "complaint").to_numpy()
     out: dict[str, np.ndarray] = {}
-    for w, value in zip(TICKET_WINDOWS_WEEKS, bins.windows([(w, 0) for w in TICKET_WINDOWS_WEEKS]), strict=True):
+    for w, value in zip(
+        TICKET_WINDOWS_WEEKS, bins.windows([(w, 0) for w in TICKET_WINDOWS_WEEKS]), strict=True
+    ):
         out[f"tickets_{w}w"] = value
-    complaints = bins.windows([(w, 0) for w in COMPLAINT_WINDOWS_WEEKS], complaint.astype(np.float64))
+    complaints = bins.windows(
+        [(w, 0) for w in COMPLAINT_WINDOWS_WEEKS], complaint.astype(np.float64)
+    )
     for w, value in zip(COMPLAINT_WINDOWS_WEEKS, complaints, strict=True):
         out[f"complaints_{w}w"] = value
 

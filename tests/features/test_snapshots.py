@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.simulate import World
 from features.families import FAMILIES
+from features.simulate import World
 from features.snapshots import as_of_dates, build_snapshots
 from tests.factories import orders_frame
 
@@ -85,7 +85,12 @@ def test_future_records_never_change_past_snapshots(small_world: World):
     tables = small_world.tables()
     dates = as_of_dates(tables["orders"])
     cut = dates[len(dates) // 2]
-    stamps = {"orders": "order_ts", "events": "event_ts", "tickets": "ticket_ts", "campaigns": "sent_ts"}
+    stamps = {
+        "orders": "order_ts",
+        "events": "event_ts",
+        "tickets": "ticket_ts",
+        "campaigns": "sent_ts",
+    }
     past = {
         name: frame[frame[stamps[name]] < cut] if name in stamps else frame
         for name, frame in tables.items()
