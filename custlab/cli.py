@@ -119,7 +119,12 @@ def features(
     """Build point-in-time snapshots, write the Feast offline table, apply and materialize."""
     from custlab import pipeline
 
-    _run(pipeline.build_features, _settings(), raw)
+    build = _run(pipeline.build_features, _settings(), raw)
+    typer.echo(
+        f"{build.rows:,} snapshot rows for {build.customers:,} customers, "
+        f"{build.first_as_of:%Y-%m-%d} .. {build.last_as_of:%Y-%m-%d}; families: "
+        + ", ".join(build.families)
+    )
 
 
 @app.command()
@@ -132,6 +137,14 @@ def train(task: Task = "churn", trials: Trials = 20, timeout: Timeout = 900.0) -
         pipeline.train, _settings(), task, TuneSpec(n_trials=trials, timeout_seconds=timeout)
     )
     typer.echo(pipeline.describe_training(outcome))
+
+
+@app.command()
+def ablate(task: Task = "churn") -> None:
+    """Refit a task with the feature families added one at a time; print the gain of each."""
+    from custlab import pipeline
+
+    typer.echo(_run(pipeline.ablate, _settings(), task))
 
 
 @app.command()

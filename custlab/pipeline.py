@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 from sqlalchemy.exc import SADeprecationWarning
 
@@ -117,6 +118,28 @@ def train(
         frame, features, plan = training_frame(settings, store, task, split or SplitSpec())
     with step(f"{task.name}: {tune.n_trials} Optuna trials, final fit, registration"):
         return train_task(task, frame, features, settings, tune, plan)
+
+
+def ablate(settings: Settings, task_name: str, split: SplitSpec | None = None) -> str:
+    """Each feature family's worth for a task: refits with families added in turn, all on
+    one test window, logged to MLflow; returns the table."""
+    from training.ablation import ablate_families, ablation_table
+
+    task = get_task(task_name)
+    store = open_store(settings)
+    with step(f"{task.name}: training frame from Feast"):
+        frame, features, plan = training_frame(settings, store, task, split or SplitSpec())
+    use_tracking(settings, task.registered_model)
+    test_start, test_end = plan.window("test")
+    with (
+        step(f"{task.name}: family ablation"),
+        mlflow.start_run(run_name=f"{task.name}-ablation-{test_end:%Y-%m-%d}"),
+    ):
+        steps = ablate_families(task, frame, features, plan, settings.seed)
+        table = ablation_table(steps, task.primary_metric)
+        mlflow.log_text(table + "\n", "ablation.md")
+        mlflow.set_tag("test_window", f"{test_start:%Y-%m-%d}..{test_end:%Y-%m-%d}")
+    return table
 
 
 def monitor(settings: Settings, task_name: str) -> MonitorReport:

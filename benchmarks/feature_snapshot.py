@@ -1,0 +1,103 @@
+"""Scale run of the feature store's snapshot: one as-of date of every feature family for a
+million customers, in seconds and peak memory.
+
+    python -m benchmarks.feature_snapshot --customers 1000000
+
+The world is simulated once and written as raw tables under the benchmark's home (reused
+on later runs); each measurement then runs in a fresh child process that reads the raw
+tables as ``custlab features`` does and builds the newest weekly snapshot of every
+family, so the peak resident memory (``os.wait4`` reports the child's own) is that of a
+real feature build, the tables it holds included. Targets on a 2-core machine: at most 60
+seconds and 8 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _prepare(raw: Path, customers: int, weeks: int, seed: int) -> None:
+    """Simulate the world and write its raw tables once (in a child, to free its memory)."""
+    if (raw / "orders.parquet").exists():
+        return
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from pathlib import Path;"
+        "from features.simulate import WorldSpec, simulate_world;"
+        "from features.tables import replace_folder;"
+        f"w = simulate_world(WorldSpec(customers={customers}, weeks={weeks}, seed={seed}));"
+        f"replace_folder(Path({str(raw)!r}), w.tables())",
+    ]
+    subprocess.run(command, cwd=ROOT, check=True)
+
+
+def _child(raw: Path) -> dict:
+    """Read the raw tables and build the newest snapshot of every family, timed apart."""
+    import pandas as pd
+
+    from features.contract import read_raw_tables
+    from features.snapshots import as_of_dates, build_snapshots
+
+    started = time.perf_counter()
+    tables = read_raw_tables(raw)
+    read = time.perf_counter() - started
+    newest = as_of_dates(tables["orders"])[-1:]
+    started = time.perf_counter()
+    snapshots = build_snapshots(tables, as_of=pd.DatetimeIndex(newest))
+    build = time.perf_counter() - started
+    return {
+        "read_seconds": read,
+        "build_seconds": build,
+        "rows": {name: len(frame) for name, frame in tables.items()},
+        "snapshot_rows": len(snapshots["orders"]),
+        "features": sum(frame.shape[1] - 2 for frame in snapshots.values()),
+    }
+
+
+def snapshot_scale(home: Path, customers: int, weeks: int = 104, seed: int = 7) -> dict:
+    """Measure one snapshot build at scale in a child process.
+
+    Returns:
+        ``build_seconds`` (snapshot of every family), ``read_seconds`` (reading and
+        validating the raw tables), ``peak_rss_gb`` of the child, and row counts.
+
+    Raises:
+        RuntimeError: The child process failed.
+    """
+    raw = home / f"raw-{customers}-{weeks}-{seed}"
+    _prepare(raw, customers, weeks, seed)
+    command = [sys.executable, "-m", "benchmarks.feature_snapshot", "--child", str(raw)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    output = process.stdout.read()
+    process.stdout.close()
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"snapshot child exited with {os.waitstatus_to_exitcode(status)}")
+    measured = json.loads(output.strip().splitlines()[-1])
+    return measured | {"peak_rss_gb": round(usage.ru_maxrss / 1024**2, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--home", type=Path, default=ROOT / ".custlab" / "bench-snapshot")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_child(args.child)))
+        return
+    print(json.dumps(snapshot_scale(args.home, args.customers), indent=2))
+
+
+if __name__ == "__main__":
+    main()
