@@ -16,6 +16,7 @@ from features.arrow import lookup, to_arrow_strings
 from features.contract import ENTITY_KEY
 
 Moments = pd.Series | pd.DatetimeIndex | np.ndarray
+_UNIT = 1_000_000
 
 
 def purchases(orders: pd.DataFrame) -> pd.DataFrame:
@@ -66,8 +67,14 @@ class History:
         self._offset = int(self._ts.min()) if self._ts.size else 0
         self._span = int(self._ts.max() - self._offset + 1) if self._ts.size else 1
         self._keys = self._cust * self._span + (self._ts - self._offset)
-        weights = np.ones(order.size) if values is None else np.asarray(values)[known][order]
-        self._running = np.concatenate([[0.0], np.cumsum(weights, dtype=np.float64)])
+        # Running totals in whole millionths: integer sums are exact, so two customers
+        # with equal spend get equal window sums, whatever was summed before them.
+        weights = (
+            np.full(order.size, _UNIT, dtype=np.int64)
+            if values is None
+            else np.round(np.asarray(values, dtype=np.float64)[known][order] * _UNIT).astype(np.int64)
+        )
+        self._running = np.concatenate([[0], np.cumsum(weights)])
         last = int(self._ts.max()) if self._ts.size else 0
         self.observation_end = pd.Timestamp(last, unit="s", tz="UTC")
 
@@ -114,7 +121,7 @@ class History:
     def sum_between(self, cust: np.ndarray, start: Moments, end: Moments) -> np.ndarray:
         """Total value of each customer's records with ``start <= ts < end``."""
         total = self._running[self._search(cust, end)] - self._running[self._search(cust, start)]
-        return np.where(cust >= 0, total, 0.0)
+        return np.where(cust >= 0, total / _UNIT, 0.0)
 
     def _found(self, cust: np.ndarray, position: np.ndarray) -> np.ndarray:
         """Epoch seconds at ``position`` where that record is ``cust``'s; NaN elsewhere."""

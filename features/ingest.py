@@ -185,7 +185,8 @@ def clean(source: pd.DataFrame, mapping: Mapping, now: datetime) -> tuple[pd.Dat
         if column in ("customer_id", ts_column):
             continue
         text = source[source_column]
-        dtype = schema.columns[column].dtype.type
+        declared = schema.columns[column].dtype
+        dtype = declared.type if declared is not None else str
         if column.endswith("_ts"):
             out[column] = _parse_timestamps(text, mapping)
         elif dtype is bool or str(dtype) == "bool":

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from features.arrow import lookup, to_arrow_strings
+from features.history import purchases
 from features.families.base import (
     POPCOUNT,
     Feature,
@@ -86,7 +87,9 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
 
     spans = [(w, 0) for w in TYPE_WINDOWS_WEEKS]
     if "session_id" in rows:
-        starts = _session_starts(bins.flat, rows["session_id"], grid.customers * bins.width)
+        starts = _session_starts(
+            bins.flat, records.customer, rows["session_id"], grid.customers * bins.width
+        )
         sessions = bins.windows(spans, per_bin=starts.reshape(grid.customers, bins.width))
     else:
         sessions = [np.full(grid.rows, np.nan)] * len(spans)
@@ -97,9 +100,8 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
         out[f"active_days_{w}w"] = value
 
     cart_days = bins.day_marks(kind == EVENT_TYPES.index("add_to_cart"))
-    orders = tables["orders"]
-    order_records = grid.records(orders, "order_ts")
-    order_days = grid.bins(order_records).day_marks()
+    # Days with a purchase (a return is no order).
+    order_days = grid.bins(grid.records(purchases(tables["orders"]), "order_ts")).day_marks()
     abandoned_13w = bins.windows([(13, 0)], per_bin=POPCOUNT[cart_days & ~order_days])[0]
     carts_13w = bins.windows([(13, 0)], per_bin=POPCOUNT[cart_days])[0]
     out["abandoned_cart_days_13w"] = abandoned_13w
@@ -112,18 +114,23 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     return out
 
 
-def _session_starts(flat: np.ndarray, session_id: pd.Series, size: int) -> np.ndarray:
+def _session_starts(
+    flat: np.ndarray, customer: np.ndarray, session_id: pd.Series, size: int
+) -> np.ndarray:
     """Sessions per (customer, bin), each counted once in the bin of its first event.
 
-    Session ids are dictionary-encoded in Arrow (a hash, no sort of the events); events
-    without a session id start none.
+    A session is a (customer, session id) pair: exports often number sessions per user,
+    so one id may belong to several customers. Ids are dictionary-encoded in Arrow and
+    pairs factorized by hash, with no sort of the events; events without a session id
+    start none.
     """
     encoded = to_arrow_strings(session_id).dictionary_encode()
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     has_session = codes >= 0
-    first = np.full(len(encoded.dictionary), np.iinfo(np.int64).max)
-    np.minimum.at(first, codes[has_session], flat[has_session])
-    return np.bincount(first[first < size], minlength=size).astype(np.float64)
+    pair, _ = pd.factorize(codes[has_session] * (customer.max(initial=0) + 1) + customer[has_session])
+    first = np.full(pair.max(initial=-1) + 1, np.iinfo(np.int64).max)
+    np.minimum.at(first, pair, flat[has_session])
+    return np.bincount(first, minlength=size).astype(np.float64)
 
 
 FAMILY = FeatureFamily(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.arrow import lookup
 from features.families.base import (
     Feature,
     FeatureFamily,
@@ -24,8 +23,6 @@ from features.families.base import (
 )
 
 WINDOWS_WEEKS: tuple[int, ...] = (4, 13, 26, 52)
-# Channels beyond the most used few are pooled: channel share is about loyalty to one.
-MAX_CHANNELS = 8
 
 FEATURES = (
     Feature("recency_days", "Days since the last order before the as-of date; empty if none."),
@@ -177,15 +174,19 @@ def _distinct_categories(bins: WeekBins, category: pd.Series, bought: np.ndarray
 def _main_channel_share(
     bins: WeekBins, channel: pd.Series, bought: np.ndarray, orders_52w: np.ndarray
 ) -> np.ndarray:
-    """Share of the last 52 weeks' orders through the customer's most used channel."""
-    top = channel[bought].value_counts().index[:MAX_CHANNELS].astype(str)
-    codes = lookup(channel.astype("string"), list(top))
-    per_channel = [
-        bins.window(52, ((codes == c) & bought).astype(np.float64)) for c in range(len(top))
-    ]
-    pooled = orders_52w - np.sum(per_channel, axis=0) if per_channel else orders_52w
-    most = np.max(np.vstack([*per_channel, pooled]), axis=0)
-    return ratio(most, orders_52w)
+    """Share of the last 52 weeks' orders through the customer's most used channel.
+
+    Every channel is counted on its own (the most used one may be any of them); orders
+    of unknown channel count in the denominator only; empty when none is known.
+    """
+    known = channel.notna().to_numpy() & bought
+    codes, channels = pd.factorize(channel[known])
+    most = np.zeros(bins.grid.rows)
+    for code in range(len(channels)):
+        through = np.zeros(bought.size)
+        through[np.flatnonzero(known)[codes == code]] = 1.0
+        most = np.maximum(most, bins.window(52, through))
+    return np.where(most > 0, ratio(most, orders_52w), np.nan)
 
 
 FAMILY = FeatureFamily(
