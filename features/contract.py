@@ -34,9 +34,8 @@ def _is_text(column: pd.Series) -> bool:
 def _text(nullable: bool, required: bool = True, **checks: object) -> pa.Column:
     """A text column (ids, names, categories) checked by dtype, not value by value."""
     text_check = pa.Check(_is_text, name="text", error="expected text")
-    return pa.Column(
-        None, checks=[text_check], nullable=nullable, required=required, **checks
-    )
+    return pa.Column(None, checks=[text_check], nullable=nullable, required=required, **checks)
+
 
 CUSTOMERS_SCHEMA = pa.DataFrameSchema(
     {
@@ -156,9 +155,11 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     """A parquet table with its strings kept in Arrow (a third of the memory of Python
     strings, and no object per value), everything else as pandas reads it."""
     return pq.read_table(path).to_pandas(
-        types_mapper=lambda t: pd.StringDtype("pyarrow")
-        if pa_types.is_string(t) or pa_types.is_large_string(t)
-        else None
+        types_mapper=lambda t: (
+            pd.StringDtype("pyarrow")
+            if pa_types.is_string(t) or pa_types.is_large_string(t)
+            else None
+        )
     )
 
 

@@ -189,7 +189,7 @@ def clean(source: pd.DataFrame, mapping: Mapping, now: datetime) -> tuple[pd.Dat
         dtype = declared.type if declared is not None else str
         if column.endswith("_ts"):
             out[column] = _parse_timestamps(text, mapping)
-        elif dtype is bool or str(dtype) == "bool":
+        elif dtype is bool or str(dtype).lower() in ("bool", "boolean"):
             out[column] = _parse_bool(text)
         elif str(dtype).startswith(("float", "int")):
             number = pd.to_numeric(text, errors="coerce")

@@ -205,53 +205,85 @@ class SnapshotGrid:
 class WeekBins:
     """Records binned by (customer, week), answering window questions for every grid row.
 
-    Bin 0 holds everything before the origin; bin ``j >= 1`` holds week ``j - 1``. A row
-    at week ``k`` sees bins ``< k + 1``.
+    Bin 0 holds everything before the origin; bin ``j >= 1`` holds week ``j - 1``; a row
+    at week ``k`` sees bins ``< k + 1``. Only the bin boundaries some window of some as-of
+    date needs are kept ("cuts"): records are summed per customer between consecutive
+    cuts and accumulated over those, so one as-of date costs a few columns per customer,
+    not one per week of history.
     """
 
     def __init__(self, grid: SnapshotGrid, records: Records) -> None:
         self.grid = grid
         self.width = grid.last_week + 1
-        column = np.where(records.week >= 0, records.week + 1, 0)
-        self.flat = records.customer * self.width + column
+        self.column = np.where(records.week >= 0, records.week + 1, 0)
         self.records = records
         self._row_column = grid.row_week + 1
+        self._date_column = grid.date_week + 1
 
-    def per_bin(self, weights: np.ndarray | None = None) -> np.ndarray:
-        """Sum of ``weights`` (count without) per (customer, bin), shape (customers, width)."""
-        sums = np.bincount(
-            self.flat,
-            weights=None if weights is None else weights.astype(np.float64),
-            minlength=self.grid.customers * self.width,
-        )
-        return sums.reshape(self.grid.customers, self.width)
+    @property
+    def flat(self) -> np.ndarray:
+        """Each record's (customer, bin) cell, row-major over ``width`` bins."""
+        return self.records.customer * self.width + self.column
+
+    def _cuts(self, offsets: set[int]) -> np.ndarray:
+        """The bin boundaries ``k + 1 - offset`` of every as-of date, sorted."""
+        return np.unique(np.concatenate([self._date_column - o for o in offsets]))
+
+    def _segments(
+        self,
+        cuts: np.ndarray,
+        weights: np.ndarray | None,
+        per_bin: np.ndarray | None,
+        customer: np.ndarray | None = None,
+        column: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Per customer, the running sum over bins below each cut: ``[:, i]`` sums the
+        bins ``< cuts[i]``."""
+        n, m = self.grid.customers, cuts.size
+        if per_bin is not None:
+            padded = np.concatenate([per_bin, np.zeros((n, 1))], axis=1)
+            sums = np.add.reduceat(padded, np.concatenate([[0], cuts]), axis=1)[:, :m]
+            if cuts[0] == 0:  # reduceat repeats a column for an empty first segment
+                sums[:, 0] = 0.0
+        else:
+            customer = self.records.customer if customer is None else customer
+            column = self.column if column is None else column
+            segment = np.searchsorted(cuts, column, side="right")
+            read = segment < m  # beyond the last cut: no window reads it
+            sums = np.bincount(
+                customer[read] * m + segment[read],
+                weights=None if weights is None else weights[read].astype(np.float64),
+                minlength=n * m,
+            ).reshape(n, m)
+        return np.cumsum(sums, axis=1)
 
     def windows(
         self,
         spans: Sequence[tuple[int | None, int]],
         weights: np.ndarray | None = None,
         per_bin: np.ndarray | None = None,
+        at: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> list[np.ndarray]:
         """Sums (counts without ``weights``) per row over weeks ``[t - start, t - end)``
         for each ``(start, end)`` in ``spans``; ``start`` None means all history.
 
-        ``per_bin`` sums values already aggregated per (customer, bin) instead, for
-        quantities that are not a sum over records (distinct days, sessions).
+        ``per_bin`` sums values already aggregated per (customer, bin), shape
+        (customers, width), for quantities that are not a sum over records (distinct
+        days); ``at`` gives other (customer, bin) points than the records' own.
         """
-        sums = self.per_bin(weights) if per_bin is None else per_bin
-        cum = np.zeros((self.grid.customers, self.width + 1))
-        np.cumsum(sums, axis=1, out=cum[:, 1:])
-        rows, column = self.grid.row_customer, self._row_column
-        out = []
-        for start, end in spans:
-            upper = cum[rows, column - end]
-            if start is None:
-                out.append(upper)
-                continue
-            if start > LOOKBACK_WEEKS:
+        for start, _ in spans:
+            if start is not None and start > LOOKBACK_WEEKS:
                 raise ValueError(f"a window of {start} weeks exceeds the look-back")
-            out.append(upper - cum[rows, column - start])
-        return out
+        offsets = {end for _, end in spans} | {start for start, _ in spans if start is not None}
+        cuts = self._cuts(offsets)
+        customer, column = at if at is not None else (None, None)
+        cum = self._segments(cuts, weights, per_bin, customer, column)
+        rows = self.grid.row_customer
+
+        def below(offset: int) -> np.ndarray:
+            return cum[rows, np.searchsorted(cuts, self._row_column - offset)]
+
+        return [below(end) if start is None else below(end) - below(start) for start, end in spans]
 
     def day_marks(self, mask: np.ndarray | None = None) -> np.ndarray:
         """Per (customer, bin), a bit per weekday with a record (among ``mask``): the
@@ -271,20 +303,19 @@ class WeekBins:
     def last_day(self, mask: np.ndarray | None = None, end: int = 0) -> np.ndarray:
         """Per row, the day (since origin) of the last record before ``t - end`` weeks
         (among ``mask``); NaN if none."""
-        flat, day = (
-            (self.flat, self.records.day)
-            if mask is None
-            else (
-                self.flat[mask],
-                self.records.day[mask],
-            )
+        keep = np.ones(self.records.size, dtype=bool) if mask is None else mask
+        cuts = self._cuts({end})
+        n, m = self.grid.customers, cuts.size
+        segment = np.searchsorted(cuts, self.column[keep], side="right")
+        read = segment < m
+        latest = np.full(n * m, -np.inf)
+        np.maximum.at(
+            latest,
+            self.records.customer[keep][read] * m + segment[read],
+            self.records.day[keep][read],
         )
-        latest = np.full(self.grid.customers * self.width, -np.inf)
-        np.maximum.at(latest, flat, day)
-        latest = latest.reshape(self.grid.customers, self.width)
-        running = np.full((self.grid.customers, self.width + 1), -np.inf)
-        np.maximum.accumulate(latest, axis=1, out=running[:, 1:])
-        value = running[self.grid.row_customer, self._row_column - end]
+        running = np.maximum.accumulate(latest.reshape(n, m), axis=1)
+        value = running[self.grid.row_customer, np.searchsorted(cuts, self._row_column - end)]
         return np.where(np.isfinite(value), value, np.nan)
 
     def days_since_last(self, mask: np.ndarray | None = None, end: int = 0) -> np.ndarray:

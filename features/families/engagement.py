@@ -11,16 +11,17 @@ import numpy as np
 import pandas as pd
 
 from features.arrow import lookup, to_arrow_strings
-from features.history import purchases
 from features.families.base import (
     POPCOUNT,
     Feature,
     FeatureFamily,
     SnapshotGrid,
     Tables,
+    WeekBins,
     ratio,
     trend,
 )
+from features.history import purchases
 
 EVENT_TYPES: tuple[str, ...] = ("view", "search", "add_to_cart", "login")
 TYPE_WINDOWS_WEEKS: tuple[int, ...] = (4, 13)
@@ -87,10 +88,7 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
 
     spans = [(w, 0) for w in TYPE_WINDOWS_WEEKS]
     if "session_id" in rows:
-        starts = _session_starts(
-            bins.flat, records.customer, rows["session_id"], grid.customers * bins.width
-        )
-        sessions = bins.windows(spans, per_bin=starts.reshape(grid.customers, bins.width))
+        sessions = bins.windows(spans, at=_session_starts(bins, rows["session_id"]))
     else:
         sessions = [np.full(grid.rows, np.nan)] * len(spans)
     for w, value in zip(TYPE_WINDOWS_WEEKS, sessions, strict=True):
@@ -114,10 +112,8 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     return out
 
 
-def _session_starts(
-    flat: np.ndarray, customer: np.ndarray, session_id: pd.Series, size: int
-) -> np.ndarray:
-    """Sessions per (customer, bin), each counted once in the bin of its first event.
+def _session_starts(bins: WeekBins, session_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Where each session starts: the customer and week bin of its first event.
 
     A session is a (customer, session id) pair: exports often number sessions per user,
     so one id may belong to several customers. Ids are dictionary-encoded in Arrow and
@@ -126,11 +122,12 @@ def _session_starts(
     """
     encoded = to_arrow_strings(session_id).dictionary_encode()
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    has_session = codes >= 0
-    pair, _ = pd.factorize(codes[has_session] * (customer.max(initial=0) + 1) + customer[has_session])
+    has = codes >= 0
+    customer = bins.records.customer[has]
+    pair, _ = pd.factorize(codes[has] * (customer.max(initial=0) + 1) + customer)
     first = np.full(pair.max(initial=-1) + 1, np.iinfo(np.int64).max)
-    np.minimum.at(first, pair, flat[has_session])
-    return np.bincount(first, minlength=size).astype(np.float64)
+    np.minimum.at(first, pair, bins.flat[has])
+    return first // bins.width, first % bins.width
 
 
 FAMILY = FeatureFamily(
