@@ -72,7 +72,9 @@ class History:
         weights = (
             np.full(order.size, _UNIT, dtype=np.int64)
             if values is None
-            else np.round(np.asarray(values, dtype=np.float64)[known][order] * _UNIT).astype(np.int64)
+            else np.round(np.asarray(values, dtype=np.float64)[known][order] * _UNIT).astype(
+                np.int64
+            )
         )
         self._running = np.concatenate([[0], np.cumsum(weights)])
         last = int(self._ts.max()) if self._ts.size else 0
