@@ -19,9 +19,16 @@ Moments = pd.Series | pd.DatetimeIndex | np.ndarray
 _UNIT = 1_000_000
 
 
+def purchase_mask(orders: pd.DataFrame) -> np.ndarray:
+    """Which orders are purchases (not returns)."""
+    if "is_return" not in orders:
+        return np.ones(len(orders), dtype=bool)
+    return ~orders["is_return"].to_numpy(dtype=bool)
+
+
 def purchases(orders: pd.DataFrame) -> pd.DataFrame:
     """Orders that are purchases: returns (``is_return``) are not orders of their own."""
-    return orders[~orders["is_return"].to_numpy(dtype=bool)] if "is_return" in orders else orders
+    return orders[purchase_mask(orders)] if "is_return" in orders else orders
 
 
 def epoch_seconds(when: Moments) -> np.ndarray:
@@ -54,19 +61,20 @@ class History:
         customer_ids: pd.Series,
         ts: pd.Series,
         values: np.ndarray | None = None,
+        codes: np.ndarray | None = None,
     ) -> None:
         self.vocabulary = vocabulary
-        cust = lookup(customer_ids, vocabulary)
+        cust = lookup(customer_ids, vocabulary) if codes is None else codes
         known = cust >= 0
         seconds = epoch_seconds(ts)[known]
         cust = cust[known]
-        order = np.lexsort((seconds, cust))
-        self._cust, self._ts = cust[order], seconds[order]
         # Keys sort by customer first, then time; offsetting by the minimum keeps them
         # non-negative so one searchsorted covers both.
-        self._offset = int(self._ts.min()) if self._ts.size else 0
-        self._span = int(self._ts.max() - self._offset + 1) if self._ts.size else 1
-        self._keys = self._cust * self._span + (self._ts - self._offset)
+        self._offset = int(seconds.min()) if seconds.size else 0
+        self._span = int(seconds.max() - self._offset + 1) if seconds.size else 1
+        keys = cust * self._span + (seconds - self._offset)
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._cust, self._ts = keys[order], cust[order], seconds[order]
         # Running totals in whole millionths: integer sums are exact, so two customers
         # with equal spend get equal window sums, whatever was summed before them.
         weights = (
@@ -87,23 +95,36 @@ class History:
         return pc.unique(pa.chunked_array(arrays, type=pa.large_string()))
 
     @classmethod
-    def of_purchases(cls, orders: pd.DataFrame, vocabulary: pa.Array | None = None) -> History:
-        """Purchase times of each customer (returns left out)."""
-        bought = purchases(orders)
-        vocabulary = vocabulary if vocabulary is not None else cls.vocabulary_of(bought[ENTITY_KEY])
-        return cls(vocabulary, bought[ENTITY_KEY], bought["order_ts"])
+    def of_purchases(
+        cls,
+        orders: pd.DataFrame,
+        vocabulary: pa.Array | None = None,
+        codes: np.ndarray | None = None,
+    ) -> History:
+        """Purchase times of each customer (returns left out). ``codes``: the orders'
+        customer positions in ``vocabulary``, when already known."""
+        bought = purchase_mask(orders)
+        ids = orders[ENTITY_KEY][bought]
+        vocabulary = vocabulary if vocabulary is not None else cls.vocabulary_of(ids)
+        return cls(
+            vocabulary,
+            ids,
+            orders["order_ts"][bought],
+            codes=None if codes is None else codes[bought],
+        )
 
     @classmethod
-    def of_net_spend(cls, orders: pd.DataFrame, vocabulary: pa.Array | None = None) -> History:
+    def of_net_spend(
+        cls,
+        orders: pd.DataFrame,
+        vocabulary: pa.Array | None = None,
+        codes: np.ndarray | None = None,
+    ) -> History:
         """Orders with their net amounts: a return counts as negative spend."""
-        is_return = (
-            orders["is_return"].to_numpy(dtype=bool)
-            if "is_return" in orders
-            else np.zeros(len(orders), dtype=bool)
-        )
-        amount = orders["amount"].to_numpy(dtype=np.float64) * np.where(is_return, -1.0, 1.0)
+        sign = np.where(purchase_mask(orders), 1.0, -1.0)
+        amount = orders["amount"].to_numpy(dtype=np.float64) * sign
         vocabulary = vocabulary if vocabulary is not None else cls.vocabulary_of(orders[ENTITY_KEY])
-        return cls(vocabulary, orders[ENTITY_KEY], orders["order_ts"], amount)
+        return cls(vocabulary, orders[ENTITY_KEY], orders["order_ts"], amount, codes=codes)
 
     def codes(self, customer_ids: pd.Series) -> np.ndarray:
         """Positions of ids in the vocabulary (-1 for an id not in it), for the queries."""

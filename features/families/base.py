@@ -138,6 +138,7 @@ class SnapshotGrid:
             raise ValueError("as-of dates must fall on Mondays 00:00 UTC")
         self.ids = ids
         self.dates = dates
+        self._codes: dict[int, tuple[object, np.ndarray]] = {}
         self.origin_ns = int((dates[0] - LOOKBACK_WEEKS * WEEK).value)
         self.date_week = ((dates.asi8 - self.origin_ns) // _WEEK_NS).astype(np.int64)
         self.last_week = int(self.date_week[-1])
@@ -181,8 +182,16 @@ class SnapshotGrid:
         )
 
     def customer_codes(self, customer_ids: pd.Series) -> np.ndarray:
-        """Position of each id among the grid's customers; -1 for one not known."""
-        return lookup(customer_ids, self.ids)
+        """Position of each id among the grid's customers; -1 for one not known.
+
+        Remembered per column: several families read the same table (a hash lookup of
+        tens of millions of ids is worth doing once).
+        """
+        array = customer_ids.array
+        # The cache holds the array itself, so its id cannot be reused by another one.
+        if id(array) not in self._codes:
+            self._codes[id(array)] = (array, lookup(customer_ids, self.ids))
+        return self._codes[id(array)][1]
 
     def days(self, ts: pd.Series) -> np.ndarray:
         """Days since the origin, float64."""

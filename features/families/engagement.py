@@ -21,7 +21,7 @@ from features.families.base import (
     ratio,
     trend,
 )
-from features.history import purchases
+from features.history import purchase_mask
 
 EVENT_TYPES: tuple[str, ...] = ("view", "search", "add_to_cart", "login")
 TYPE_WINDOWS_WEEKS: tuple[int, ...] = (4, 13)
@@ -99,7 +99,8 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
 
     cart_days = bins.day_marks(kind == EVENT_TYPES.index("add_to_cart"))
     # Days with a purchase (a return is no order).
-    order_days = grid.bins(grid.records(purchases(tables["orders"]), "order_ts")).day_marks()
+    order_bins = grid.bins(grid.records(tables["orders"], "order_ts"))
+    order_days = order_bins.day_marks(purchase_mask(tables["orders"])[order_bins.records.keep])
     abandoned_13w = bins.windows([(13, 0)], per_bin=POPCOUNT[cart_days & ~order_days])[0]
     carts_13w = bins.windows([(13, 0)], per_bin=POPCOUNT[cart_days])[0]
     out["abandoned_cart_days_13w"] = abandoned_13w
@@ -116,15 +117,18 @@ def _session_starts(bins: WeekBins, session_id: pd.Series) -> tuple[np.ndarray, 
     """Where each session starts: the customer and week bin of its first event.
 
     A session is a (customer, session id) pair: exports often number sessions per user,
-    so one id may belong to several customers. Ids are dictionary-encoded in Arrow and
-    pairs factorized by hash, with no sort of the events; events without a session id
-    start none.
+    so one id may belong to several customers. Ids are dictionary-encoded in Arrow (a
+    hash, no sort of the events); only when an id does repeat across customers are the
+    pairs factorized. Events without a session id start none.
     """
     encoded = to_arrow_strings(session_id).dictionary_encode()
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     has = codes >= 0
-    customer = bins.records.customer[has]
-    pair, _ = pd.factorize(codes[has] * (customer.max(initial=0) + 1) + customer)
+    customer, pair = bins.records.customer[has], codes[has]
+    owner = np.full(len(encoded.dictionary), -1, dtype=np.int64)
+    owner[pair] = customer
+    if not (owner[pair] == customer).all():  # ids repeat across customers: pair them up
+        pair, _ = pd.factorize(pair * (customer.max(initial=0) + 1) + customer)
     first = np.full(pair.max(initial=-1) + 1, np.iinfo(np.int64).max)
     np.minimum.at(first, pair, bins.flat[has])
     return first // bins.width, first % bins.width

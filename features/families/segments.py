@@ -185,12 +185,14 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     orders = tables["orders"]
     when = grid.dates.tz_localize(None).to_numpy(dtype="datetime64[s]")[grid.row_date]
     cust = grid.row_customer
-    purchases = History.of_purchases(orders, grid.ids)
+    codes = grid.customer_codes(orders[ENTITY_KEY])
+    purchases = History.of_purchases(orders, grid.ids, codes)
+    spend = History.of_net_spend(orders, grid.ids, codes)
     return {
         "lifecycle_stage": lifecycle_stage(
             purchases, cust, when, signup_seconds(tables.get("customers"), cust, grid.ids)
         ),
-        "rfm_segment": rfm_segment(purchases, History.of_net_spend(orders, grid.ids), cust, when),
+        "rfm_segment": rfm_segment(purchases, spend, cust, when),
     }
 
 
