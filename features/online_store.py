@@ -44,7 +44,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from feast import Entity, FeatureView
-from feast.infra.online_stores.helpers import compute_versioned_name
+from feast.infra.online_stores.helpers import compute_table_id, compute_versioned_name
 from feast.infra.online_stores.online_store import OnlineStore
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
@@ -173,6 +173,9 @@ class CustomerOnlineStore(OnlineStore):
     ) -> None:
         """Add a new view's columns, migrate a changed view's, drop a deleted view's.
 
+        A migration rewrites the blobs into the new layout in one UPDATE, so features that
+        keep their name and type go on serving; new ones are null until the next write.
+
         Raises:
             ValueError: A view is not keyed by the one String join key ``customer_id``, has
                 a feature the store cannot hold, or would share another view's prefix.
@@ -218,6 +221,10 @@ class CustomerOnlineStore(OnlineStore):
             else:
                 for key in gone:
                     _forget(conn, config, key, stored[key])
+            for view in tables:  # the tables of the layout before this one: one per view
+                legacy = compute_table_id(config.project, view, _versioned(config))
+                if legacy != table:
+                    conn.execute(f"DROP TABLE IF EXISTS {_q(legacy)}")
             if not conn.execute(f"SELECT 1 FROM {_META}").fetchone():
                 conn.execute(f"DROP TABLE {_META}")
             (left,) = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
@@ -520,8 +527,12 @@ def _layout(view: FeatureView) -> _Layout:
     return _Layout("", tuple((n, k.name) for n, k in kinds.items() if n not in strings), strings)
 
 
+def _versioned(config: RepoConfig) -> bool:
+    return config.registry.enable_online_feature_view_versioning
+
+
 def _key(config: RepoConfig, view: FeatureView) -> str:
-    return compute_versioned_name(view, config.registry.enable_online_feature_view_versioning)
+    return compute_versioned_name(view, _versioned(config))
 
 
 def _table(config: RepoConfig) -> str:

@@ -327,27 +327,29 @@ class OnlineReader:
         self._online = store._get_provider().online_store
 
     def read(self, customer_ids: Sequence[str]) -> OnlineRows:
-        parts, known, stale = [], np.zeros(len(customer_ids), bool), np.zeros(len(customer_ids))
-        for view_name, names in self._views.items():
-            view = self._views_bound[view_name]
-            if hasattr(self._online, "read_frame"):
-                frame, stamps = self._online.read_frame(
-                    self.store.config, view, customer_ids, names
-                )
-            else:
-                frame, stamps = self._read_with_sdk(view_name, names, customer_ids)
-            parts.append(frame.reset_index(drop=True))
-            present = np.isfinite(stamps)
+        views = [self._views_bound[name] for name in self._views]
+        if hasattr(self._online, "read_frames"):
+            features, stamps = self._online.read_frames(
+                self.store.config, views, customer_ids, self._views
+            )
+        else:
+            parts = {
+                view.name: self._read_with_sdk(view.name, self._views[view.name], customer_ids)
+                for view in views
+            }
+            features = pd.concat([frame for frame, _ in parts.values()], axis=1)
+            stamps = {name: at for name, (_, at) in parts.items()}
+        known = np.zeros(len(customer_ids), dtype=bool)
+        stale = np.zeros(len(customer_ids))
+        for view_name, at in stamps.items():
+            present = np.isfinite(at)
             known |= present
             if self.as_of is not None:
-                late = (self.as_of - self._ttl[view_name]) - stamps
+                late = (self.as_of - self._ttl[view_name]) - at
                 stale = np.fmax(stale, np.where(present & (late > 0), late / 86_400, 0.0))
-        features = (
-            pd.concat(parts, axis=1)[self.names]
-            if parts
-            else pd.DataFrame(index=range(len(customer_ids)))
-        )
-        return OnlineRows(features, known, stale)
+        if list(features.columns) != self.names:
+            features = features[self.names]
+        return OnlineRows(features.reset_index(drop=True), known, stale)
 
     def _read_with_sdk(
         self, view: str, names: list[str], customer_ids: Sequence[str]

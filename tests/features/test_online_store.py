@@ -1,4 +1,6 @@
-"""custlab's Feast online store through Feast itself: apply, materialize, write, read."""
+"""custlab's Feast online store through Feast itself: apply, materialize, write, read, and
+its one-row-per-customer layout: several views in one query, views added, changed and
+deleted later, never a blob read under another layout."""
 
 from __future__ import annotations
 
@@ -12,10 +14,10 @@ import pandas as pd
 import pydantic
 import pytest
 from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, RepoConfig
-from feast.types import Float32, Int64, String
+from feast.types import Bool, Float32, Float64, Int64, String
 from feast.value_type import ValueType
 
-from features.online_store import CustomerOnlineStore, CustomerOnlineStoreConfig
+from features.online_store import CustomerOnlineStore, CustomerOnlineStoreConfig, _connection
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +25,7 @@ STORE_TYPE = "features.online_store.CustomerOnlineStore"
 T0 = pd.Timestamp("2025-03-03 00:00:00", tz="UTC")
 T1 = pd.Timestamp("2025-03-10 06:30:15.250000", tz="UTC")
 IDS = ["c1", "c2", "c3"]
+TABLE = "custlab_test_customer"
 
 
 @dataclass
@@ -154,6 +157,22 @@ def test_feast_sdk_answers_exactly_as_with_feasts_stock_sqlite_store(repo: Repo,
     assert online(repo, ids) == online(stock, ids)
 
 
+def table_columns(repo: Repo) -> list[str]:
+    with sqlite3.connect(repo.config.online_store.path) as conn:
+        return [row[1] for row in conn.execute(f'PRAGMA table_info("{TABLE}")')]
+
+
+def view_columns(view: str, *strings: str) -> list[str]:
+    return [f"{view}:event_ts", f"{view}:created_ts", f"{view}:numbers"] + [
+        f"{view}.{name}" for name in strings
+    ]
+
+
+def test_apply_lays_out_one_row_per_customer_with_columns_per_view(repo: Repo):
+    expected = ["customer_id", *view_columns("orders", "segment"), *view_columns("web", "channel")]
+    assert table_columns(repo) == expected
+
+
 def test_write_frame_then_get_online_features_equals_read_frame(repo: Repo):
     frame = repo.offline.iloc[3:].reset_index(drop=True)
     store = CustomerOnlineStore()
@@ -169,6 +188,43 @@ def test_write_frame_then_get_online_features_equals_read_frame(repo: Repo):
             assert got[name] == expected, name
             assert got[f"{name}__ts"] == [0 if s != s else int(s) for s in stamps]
         assert stamps[1] == T1.timestamp()  # microseconds survive the round trip
+    with sqlite3.connect(repo.config.online_store.path) as conn:
+        blob, segment = conn.execute(
+            f'SELECT "orders:numbers", "orders.segment" FROM "{TABLE}" WHERE customer_id = ?',
+            ["c2"],
+        ).fetchone()
+    # The view's numbers are one little-endian float32 blob (NaN for null); None is NULL.
+    numbers = np.frombuffer(blob, "<f4")
+    assert len(numbers) == 2 and np.isnan(numbers[0]) and numbers[1] == 5.0
+    assert segment is None
+
+
+def test_read_frames_reads_several_views_in_one_query(repo: Repo):
+    store = CustomerOnlineStore()
+    store.write_frame(repo.config, repo.orders, repo.offline.iloc[3:])
+    store.write_frame(repo.config, repo.web, repo.offline.iloc[[0]])  # c1 only, at T0
+    ids = ["c2", "nobody", "c1", "c2"]
+    conn, _ = _connection(repo.config)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        values, stamps = store.read_frames(
+            repo.config, [repo.web, repo.orders], ids, {"orders": ["segment", "orders_90d"]}
+        )
+    finally:
+        conn.set_trace_callback(None)
+    assert len([s for s in statements if TABLE in s]) == 1
+    assert list(values.columns) == ["sessions_7d", "channel", "segment", "orders_90d"]
+    assert values.dtypes.tolist() == [np.float64, object, object, np.float64]
+    assert values["sessions_7d"].fillna(-1).tolist() == [-1, -1, 0.0, -1]
+    assert values["channel"].tolist() == [None, None, "x", None]
+    assert values["segment"].tolist() == [None, None, "gold", None]
+    assert values["orders_90d"].fillna(-1).tolist() == [5.0, -1, 4.0, 5.0]
+    t0, t1, nan = T0.timestamp(), T1.timestamp(), -1
+    assert np.nan_to_num(stamps["web"], nan=nan).tolist() == [nan, nan, t0, nan]
+    assert np.nan_to_num(stamps["orders"], nan=nan).tolist() == [t1, nan, t1, t1]
+    with pytest.raises(ValueError, match="repeat a feature"):
+        store.read_frames(repo.config, [repo.orders, repo.orders], ids)
 
 
 def test_read_frame_returns_features_in_the_asked_order_and_unknowns_empty(repo: Repo):
@@ -185,9 +241,11 @@ def test_read_frame_returns_features_in_the_asked_order_and_unknowns_empty(repo:
     assert empty.shape == (0, 3) and no_stamps.shape == (0,)
     with pytest.raises(ValueError, match="no feature.*unknown_feature"):
         store.read_frame(repo.config, repo.orders, ["c1"], ["unknown_feature"])
+    with pytest.raises(ValueError, match="strings"):
+        store.read_frame(repo.config, repo.orders, [1])
 
 
-def test_an_older_row_never_overwrites_a_newer_one(repo: Repo):
+def test_an_older_row_never_overwrites_a_newer_one_of_the_same_view(repo: Repo):
     store = CustomerOnlineStore()
     newer, older = repo.offline.iloc[3:], repo.offline.iloc[:3]
     store.write_frame(repo.config, repo.orders, newer)
@@ -196,40 +254,107 @@ def test_an_older_row_never_overwrites_a_newer_one(repo: Repo):
     values, stamps = store.read_frame(repo.config, repo.orders, IDS)
     assert values["segment"].tolist() == ["gold", None, "silver"]
     assert (stamps == T1.timestamp()).all()
+    # Each view keeps its own time: older web rows land where web has none yet.
+    store.write_frame(repo.config, repo.web, older)
+    assert store.read_frame(repo.config, repo.web, IDS)[0]["channel"].tolist() == ["x"] * 3
     # The same instant again replaces: a corrected re-run must land.
     store.write_frame(repo.config, repo.orders, newer.assign(segment="fixed"))
     assert store.read_frame(repo.config, repo.orders, IDS)[0]["segment"].tolist() == ["fixed"] * 3
 
 
-def test_reapply_with_a_changed_schema_rebuilds_the_table(repo: Repo, tmp_path: Path):
+def test_a_view_added_later_gets_its_columns_and_holds_any_number_exactly(
+    repo: Repo, tmp_path: Path
+):
     store = CustomerOnlineStore()
     store.write_frame(repo.config, repo.orders, repo.offline.iloc[3:])
+    objects = definitions(tmp_path / "snapshots.parquet")
+    loyalty = FeatureView(
+        name="loyalty-v2",
+        entities=[objects[0]],
+        ttl=timedelta(days=30),
+        schema=[
+            Field(name="points", dtype=Float64),
+            Field(name="visits", dtype=Int64),
+            Field(name="member", dtype=Bool),
+            Field(name="tier", dtype=String),
+        ],
+        source=objects[1],
+    )
+    repo.store.apply([*objects, loyalty])
+    assert table_columns(repo)[-4:] == view_columns("loyalty_v2", "tier")  # a safe prefix
+    values, stamps = store.read_frames(repo.config, [repo.orders, loyalty], IDS)
+    assert values["segment"].tolist() == ["gold", None, "silver"]
+    assert values[["points", "visits", "member", "tier"]].isna().all().all()
+    assert np.isnan(stamps["loyalty-v2"]).all() and (stamps["orders"] == T1.timestamp()).all()
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["c1", "c2"],
+            "event_timestamp": [T1, T1],
+            "points": [0.1, None],
+            "visits": [2**53, -3],
+            "member": [True, None],
+            "tier": ["gold", None],
+        }
+    )
+    store.write_frame(repo.config, loyalty, frame)
+    # Feast's own write path (protos) for c3, one microsecond later.
+    later = frame.iloc[[0]].assign(customer_id="c3", event_timestamp=T1 + pd.Timedelta("1us"))
+    repo.store.write_to_online_store("loyalty-v2", later.assign(visits=7, member=False))
+    got = repo.store.get_online_features(
+        features=["loyalty-v2:points", "loyalty-v2:visits", "loyalty-v2:member", "orders:segment"],
+        entity_rows=[{"customer_id": c} for c in IDS],
+    ).to_dict(include_event_timestamps=True)
+    # A view declaring Float64, Int64 or Bool packs float64: exact, ints up to 2**53.
+    assert got["points"] == [0.1, None, 0.1] and got["visits"] == [2**53, -3, 7]
+    assert got["member"] == [True, None, False] and got["segment"] == ["gold", None, "silver"]
+    assert got["points__ts"] == [int(T1.timestamp())] * 3
+    _, stamps = store.read_frame(repo.config, loyalty, IDS)
+    assert stamps[2] - stamps[0] == pytest.approx(1e-6, abs=1e-7)  # microseconds kept
+    with pytest.raises(ValueError, match="visits"):
+        store.write_frame(repo.config, loyalty, frame.assign(visits=[2**53 + 2, 0]))
+
+
+def test_a_changed_schema_migrates_the_view_and_no_blob_is_read_under_another_layout(
+    repo: Repo, tmp_path: Path
+):
+    store = CustomerOnlineStore()
+    store.write_frame(repo.config, repo.orders, repo.offline.iloc[3:])
+    store.write_frame(repo.config, repo.web, repo.offline.iloc[3:])
     changed = [
-        Field(name="spend_90d", dtype=Float32),  # kept
-        Field(name="segment", dtype=Int64),  # type changed: its values cannot survive
-        Field(name="tenure_days", dtype=Int64),  # new; orders_90d dropped
-    ]
-    objects = definitions(tmp_path / "snapshots.parquet", changed)
-    repo.store.apply(objects)
+        Field(name="orders_90d", dtype=Float32),  # kept, now first in the blob
+        Field(name="segment", dtype=Int64),  # was a string: its values cannot survive
+        Field(name="tenure_days", dtype=Int64),  # new: the blob turns float64
+    ]  # spend_90d dropped
+    repo.store.apply(definitions(tmp_path / "snapshots.parquet", changed))
     orders = repo.store.get_feature_view("orders")
-    with sqlite3.connect(tmp_path / "online.db") as conn:
-        columns = [r[1] for r in conn.execute('PRAGMA table_info("custlab_test_orders")')]
-    assert columns == [
-        "customer_id",
-        "event_ts",
-        "created_ts",
-        "spend_90d",
-        "segment",
-        "tenure_days",
-    ]
-    values, _ = store.read_frame(repo.config, orders, IDS)
-    assert values["spend_90d"].tolist()[0] == f32(10.1)
+    expected = ["customer_id", *view_columns("orders"), *view_columns("web", "channel")]
+    assert table_columns(repo) == expected
+    values, stamps = store.read_frame(repo.config, orders, IDS)
+    assert values["orders_90d"].fillna(-1).tolist() == [4.0, 5.0, -1]
     assert values[["segment", "tenure_days"]].isna().all().all()
+    assert (stamps == T1.timestamp()).all()  # the rows stay: their kept features serve
+    assert store.read_frame(repo.config, repo.web, IDS)[0]["channel"].tolist()[0] == "web"
+    # The old definition reads what the applied layout still holds, by name, and can
+    # neither read what it lost nor write blobs of its own layout.
+    stale, _ = store.read_frame(repo.config, repo.orders, IDS, ["orders_90d"])
+    assert stale["orders_90d"].fillna(-1).tolist() == [4.0, 5.0, -1]
+    with pytest.raises(ValueError, match="feast apply"):
+        store.read_frame(repo.config, repo.orders, IDS, ["spend_90d"])
+    with pytest.raises(ValueError, match="feast apply"):
+        store.write_frame(repo.config, repo.orders, repo.offline.iloc[3:])
+    # A blob of another length (another layout) reads as missing, never as shifted numbers.
+    with sqlite3.connect(repo.config.online_store.path) as conn:
+        short = np.array([1.0, 2.0], "<f4").tobytes()
+        conn.execute(
+            f'UPDATE "{TABLE}" SET "orders:numbers" = ? WHERE customer_id = ?', (short, "c1")
+        )
+    values, _ = store.read_frame(repo.config, orders, IDS)
+    assert values["orders_90d"].fillna(-1).tolist() == [-1, 5.0, -1]
     frame = pd.DataFrame(
         {
             "customer_id": ["c1"],
             "event_timestamp": [T1 + pd.Timedelta(days=1)],
-            "spend_90d": [5.0],
+            "orders_90d": [5.0],
             "segment": [2],
             "tenure_days": [400],
         }
@@ -239,6 +364,17 @@ def test_reapply_with_a_changed_schema_rebuilds_the_table(repo: Repo, tmp_path: 
         features=["orders:segment", "orders:tenure_days"], entity_rows=[{"customer_id": "c1"}]
     ).to_dict()
     assert got["segment"] == [2] and got["tenure_days"] == [400]
+
+
+def test_a_deleted_view_loses_its_columns_and_the_others_keep_serving(repo: Repo, tmp_path: Path):
+    materialize(repo)
+    customer, source, orders, web, service = definitions(tmp_path / "snapshots.parquet")
+    repo.store.apply([customer, source, orders], objects_to_delete=[web, service], partial=False)
+    assert table_columns(repo) == ["customer_id", *view_columns("orders", "segment")]
+    store = CustomerOnlineStore()
+    assert store.read_frame(repo.config, orders, IDS)[0]["segment"].tolist()[0] == "gold"
+    with pytest.raises(ValueError, match="feast apply"):
+        store.read_frame(repo.config, web, IDS)
 
 
 @pytest.mark.parametrize(
@@ -276,5 +412,7 @@ def test_a_view_not_keyed_by_customer_id_is_refused(repo: Repo, tmp_path: Path):
 
 def test_teardown_removes_the_tables_and_the_file(repo: Repo, tmp_path: Path):
     materialize(repo)
+    with sqlite3.connect(tmp_path / "online.db") as conn:  # a table of the earlier layout
+        conn.execute('CREATE TABLE "custlab_test_orders" (customer_id TEXT PRIMARY KEY)')
     repo.store.teardown()
     assert not (tmp_path / "online.db").exists()
