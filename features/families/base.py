@@ -294,6 +294,18 @@ class WeekBins:
 
         return [below(end) if start is None else below(end) - below(start) for start, end in spans]
 
+    def named_windows(
+        self,
+        prefix: str,
+        weeks: Sequence[int],
+        weights: np.ndarray | None = None,
+        per_bin: np.ndarray | None = None,
+        at: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """``{prefix}_{w}w``: the sum over the ``w`` weeks before t, for each ``w``."""
+        values = self.windows([(w, 0) for w in weeks], weights, per_bin, at)
+        return {f"{prefix}_{w}w": value for w, value in zip(weeks, values, strict=True)}
+
     def day_marks(self, mask: np.ndarray | None = None) -> np.ndarray:
         """Per (customer, bin), a bit per weekday with a record (among ``mask``): the
         distinct days of a week, kept apart from how many records fell on each."""

@@ -80,22 +80,13 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     for w, value in zip(TOTAL_WINDOWS_WEEKS, total_windows, strict=True):
         out[f"events_{w}w"] = value
     for code, name in enumerate(EVENT_TYPES):
-        counts = bins.windows(
-            [(w, 0) for w in TYPE_WINDOWS_WEEKS], (kind == code).astype(np.float64)
-        )
-        for w, value in zip(TYPE_WINDOWS_WEEKS, counts, strict=True):
-            out[f"{name}_{w}w"] = value
-
-    spans = [(w, 0) for w in TYPE_WINDOWS_WEEKS]
+        out |= bins.named_windows(name, TYPE_WINDOWS_WEEKS, (kind == code).astype(np.float64))
     if "session_id" in rows:
-        sessions = bins.windows(spans, at=_session_starts(bins, rows["session_id"]))
+        starts = _session_starts(bins, rows["session_id"])
+        out |= bins.named_windows("sessions", TYPE_WINDOWS_WEEKS, at=starts)
     else:
-        sessions = [np.full(grid.rows, np.nan)] * len(spans)
-    for w, value in zip(TYPE_WINDOWS_WEEKS, sessions, strict=True):
-        out[f"sessions_{w}w"] = value
-    active = bins.windows(spans, per_bin=POPCOUNT[bins.day_marks()])
-    for w, value in zip(TYPE_WINDOWS_WEEKS, active, strict=True):
-        out[f"active_days_{w}w"] = value
+        out |= {f"sessions_{w}w": np.full(grid.rows, np.nan) for w in TYPE_WINDOWS_WEEKS}
+    out |= bins.named_windows("active_days", TYPE_WINDOWS_WEEKS, per_bin=POPCOUNT[bins.day_marks()])
 
     cart_days = bins.day_marks(kind == EVENT_TYPES.index("add_to_cart"))
     # Days with a purchase (a return is no order).

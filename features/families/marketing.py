@@ -41,11 +41,7 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     records = grid.records(campaigns, "sent_ts")
     bins = grid.bins(records)
     rows = campaigns[records.keep]
-    out: dict[str, np.ndarray] = {}
-    for w, value in zip(
-        SEND_WINDOWS_WEEKS, bins.windows([(w, 0) for w in SEND_WINDOWS_WEEKS]), strict=True
-    ):
-        out[f"sends_{w}w"] = value
+    out = bins.named_windows("sends", SEND_WINDOWS_WEEKS)
     sent = bins.window(RESPONSE_WEEKS, end=SETTLE_WEEKS)
     flags = {name: rows[name].to_numpy(dtype=bool) for name in RESPONSES}
     for name, feature in zip(

@@ -44,16 +44,8 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     bins = grid.bins(records)
     rows = tickets[records.keep]
     complaint = (rows["kind"].astype(str) == "complaint").to_numpy()
-    out: dict[str, np.ndarray] = {}
-    for w, value in zip(
-        TICKET_WINDOWS_WEEKS, bins.windows([(w, 0) for w in TICKET_WINDOWS_WEEKS]), strict=True
-    ):
-        out[f"tickets_{w}w"] = value
-    complaints = bins.windows(
-        [(w, 0) for w in COMPLAINT_WINDOWS_WEEKS], complaint.astype(np.float64)
-    )
-    for w, value in zip(COMPLAINT_WINDOWS_WEEKS, complaints, strict=True):
-        out[f"complaints_{w}w"] = value
+    out = bins.named_windows("tickets", TICKET_WINDOWS_WEEKS)
+    out |= bins.named_windows("complaints", COMPLAINT_WINDOWS_WEEKS, complaint.astype(np.float64))
 
     settled = (OUTCOME_WEEKS, SETTLE_WEEKS)
     empty = np.full(grid.rows, np.nan)
