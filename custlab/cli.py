@@ -176,7 +176,7 @@ def demo(
     customers: Customers = 30_000,
     weeks: Weeks = 104,
     seed: Seed = 7,
-    trials: Trials = 25,
+    trials: Trials = 10,
     timeout: Timeout = 300.0,
     scenario: Scenarios = None,
 ) -> None:
