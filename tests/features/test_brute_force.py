@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -688,10 +687,7 @@ def test_feature_matches_brute_force(joined, expected, feature):
 @store
 @pytest.mark.parametrize(
     "feature",
-    [
-        pytest.param(name)
-        for name in DISAGREEMENTS
-    ],
+    [pytest.param(name) for name in DISAGREEMENTS],
 )
 def test_disputed_cells_match_brute_force(joined, expected, feature):
     _, frame = joined
