@@ -169,8 +169,7 @@ def publish_snapshots(settings: Settings, snapshots: Mapping[str, pd.DataFrame])
 
     store = open_store(settings)
     # A clean online store: rows of an earlier source must not answer for this one.
-    with contextlib.suppress(Exception):
-        store.teardown()
+    store.teardown()
     store = open_store(settings)
     store.apply(bound_definitions(offline))
     for view in store.list_feature_views():
