@@ -20,7 +20,7 @@ from features.arrow import lookup, to_arrow_strings
 from features.contract import ENTITY_KEY
 from features.families import FAMILIES, FeatureFamily
 from features.families.base import WEEK, SnapshotGrid, Tables, week_floor
-from features.history import purchases
+from features.history import purchase_mask
 
 logger = logging.getLogger(__name__)
 
@@ -47,18 +47,24 @@ def snapshot_grid(
     ids = ids.take(pc.sort_indices(ids))
 
     known_from = np.full(len(ids), np.iinfo(np.int64).max)
-    bought = purchases(orders)
+    order_codes = lookup(orders[ENTITY_KEY], ids)
+    bought = purchase_mask(orders)
     np.minimum.at(
         known_from,
-        lookup(bought[ENTITY_KEY], ids),
-        bought["order_ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64),
+        order_codes[bought],
+        orders["order_ts"].to_numpy(dtype="datetime64[ns]").view(np.int64)[bought],
     )
     if customers is not None:
-        signup = customers["signup_ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-        codes = lookup(customers[ENTITY_KEY], ids)
-        known_from[codes] = np.minimum(known_from[codes], signup)
+        signup = customers["signup_ts"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+        customer_codes = lookup(customers[ENTITY_KEY], ids)
+        known_from[customer_codes] = np.minimum(known_from[customer_codes], signup)
     dates = pd.DatetimeIndex(as_of if as_of is not None else as_of_dates(orders))
-    return SnapshotGrid(ids, known_from, dates)
+    grid = SnapshotGrid(ids, known_from, dates)
+    # The families look these up again; the grid remembers them.
+    grid.remember_codes(orders[ENTITY_KEY], order_codes)
+    if customers is not None:
+        grid.remember_codes(customers[ENTITY_KEY], customer_codes)
+    return grid
 
 
 def family_frame(family: FeatureFamily, grid: SnapshotGrid, tables: Tables) -> pd.DataFrame:

@@ -85,7 +85,7 @@ def week_floor(ts: pd.Timestamp) -> pd.Timestamp:
 
 
 # Set bits of every byte value: distinct days from a week's weekday bits.
-POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.float64)
+POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint8)
 
 
 def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -112,6 +112,11 @@ class Records:
     @property
     def size(self) -> int:
         return int(self.customer.size)
+
+    def rows(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The rows of the source ``table`` these records are, in order (the table
+        itself, not a copy, when every row is one)."""
+        return table if self.keep is None or self.keep.all() else table[self.keep]
 
 
 class SnapshotGrid:
@@ -193,6 +198,15 @@ class SnapshotGrid:
             self._codes[id(array)] = (array, lookup(customer_ids, self.ids))
         return self._codes[id(array)][1]
 
+    def remember_codes(self, customer_ids: pd.Series, codes: np.ndarray) -> None:
+        """Keep the positions of an id column already looked up (while laying the grid).
+
+        Only columns backed by one array object (string and categorical dtypes) are
+        found again; others are looked up anew, never answered wrongly.
+        """
+        array = customer_ids.array  # one object: the key must be the array that is held
+        self._codes[id(array)] = (array, codes)
+
     def days(self, ts: pd.Series) -> np.ndarray:
         """Days since the origin, float64."""
         ns = ts.to_numpy(dtype="datetime64[ns]").astype(np.int64)
@@ -202,9 +216,11 @@ class SnapshotGrid:
         """The rows of ``table`` that can feed a snapshot: a known customer, a time before
         the last as-of date (anything later feeds no snapshot)."""
         customer = self.customer_codes(table[ENTITY_KEY])
-        ns = table[ts_column].to_numpy(dtype="datetime64[ns]").astype(np.int64) - self.origin_ns
+        ns = table[ts_column].to_numpy(dtype="datetime64[ns]").view(np.int64) - self.origin_ns
         week = ns // _WEEK_NS
         keep = (customer >= 0) & (week < self.last_week)
+        if keep.all():  # the usual case for the newest snapshot: no copies
+            return Records(customer, ns / _DAY_NS, week, keep)
         return Records(customer[keep], ns[keep] / _DAY_NS, week[keep], keep)
 
     def bins(self, records: Records) -> WeekBins:
@@ -224,19 +240,36 @@ class WeekBins:
     def __init__(self, grid: SnapshotGrid, records: Records) -> None:
         self.grid = grid
         self.width = grid.last_week + 1
-        self.column = np.where(records.week >= 0, records.week + 1, 0)
+        # Bins fit in 32 bits (half the memory of tens of millions of events).
+        self.column = np.maximum(records.week + 1, 0).astype(np.int32)
         self.records = records
         self._row_column = grid.row_week + 1
         self._date_column = grid.date_week + 1
-
-    @property
-    def flat(self) -> np.ndarray:
-        """Each record's (customer, bin) cell, row-major over ``width`` bins."""
-        return self.records.customer * self.width + self.column
+        self._segment_cache: dict[bytes, np.ndarray] = {}
 
     def _cuts(self, offsets: set[int]) -> np.ndarray:
         """The bin boundaries ``k + 1 - offset`` of every as-of date, sorted."""
         return np.unique(np.concatenate([self._date_column - o for o in offsets]))
+
+    def _segment(self, cuts: np.ndarray) -> np.ndarray:
+        """Each record's segment between ``cuts`` (``cuts.size``: no window reads it).
+
+        The last set of cuts is remembered: a family asks several windows over the same
+        cuts in a row, and one search over tens of millions of events is worth doing once.
+        """
+        key = cuts.tobytes()
+        if key not in self._segment_cache:
+            self._segment_cache = {
+                key: np.searchsorted(cuts.astype(np.int32), self.column, side="right").astype(
+                    np.int32
+                )
+            }
+        return self._segment_cache[key]
+
+    def reads_back(self, weeks: int) -> np.ndarray:
+        """Which records a window of at most ``weeks`` weeks before some as-of date can
+        read: the others lie before every such window."""
+        return self.column >= self._date_column[0] - weeks
 
     def _segments(
         self,
@@ -250,21 +283,49 @@ class WeekBins:
         bins ``< cuts[i]``."""
         n, m = self.grid.customers, cuts.size
         if per_bin is not None:
-            padded = np.concatenate([per_bin, np.zeros((n, 1))], axis=1)
-            sums = np.add.reduceat(padded, np.concatenate([[0], cuts]), axis=1)[:, :m]
+            padded = np.concatenate([per_bin, np.zeros((n, 1), dtype=per_bin.dtype)], axis=1)
+            starts = np.concatenate([[0], cuts])
+            sums = np.add.reduceat(padded, starts, axis=1, dtype=np.float64)[:, :m]
             if cuts[0] == 0:  # reduceat repeats a column for an empty first segment
                 sums[:, 0] = 0.0
+        elif customer is None:
+            segment = self._segment(cuts)
+            # Beyond the last cut (segment m) no window reads a record: one spare column
+            # takes them and is dropped, cheaper than selecting the others.
+            cell = self.records.customer * (m + 1) + segment
+            sums = np.bincount(
+                cell,
+                weights=None if weights is None else weights.astype(np.float64, copy=False),
+                minlength=n * (m + 1),
+            ).reshape(n, m + 1)[:, :m]
         else:
-            customer = self.records.customer if customer is None else customer
-            column = self.column if column is None else column
             segment = np.searchsorted(cuts, column, side="right")
-            read = segment < m  # beyond the last cut: no window reads it
+            read = segment < m
             sums = np.bincount(
                 customer[read] * m + segment[read],
                 weights=None if weights is None else weights[read].astype(np.float64),
                 minlength=n * m,
             ).reshape(n, m)
         return np.cumsum(sums, axis=1)
+
+    def _plan(self, spans: Sequence[tuple[int | None, int]]) -> np.ndarray:
+        """The cuts the ``spans`` read, once they are checked against the look-back."""
+        for start, _ in spans:
+            if start is not None and start > LOOKBACK_WEEKS:
+                raise ValueError(f"a window of {start} weeks exceeds the look-back")
+        offsets = {end for _, end in spans} | {start for start, _ in spans if start is not None}
+        return self._cuts(offsets)
+
+    def _read(
+        self, cum: np.ndarray, cuts: np.ndarray, spans: Sequence[tuple[int | None, int]]
+    ) -> list[np.ndarray]:
+        """Each span's sum per row from running sums ``cum`` (customers x cuts)."""
+        rows = self.grid.row_customer
+
+        def below(offset: int) -> np.ndarray:
+            return cum[rows, np.searchsorted(cuts, self._row_column - offset)]
+
+        return [below(end) if start is None else below(end) - below(start) for start, end in spans]
 
     def windows(
         self,
@@ -280,19 +341,29 @@ class WeekBins:
         (customers, width), for quantities that are not a sum over records (distinct
         days); ``at`` gives other (customer, bin) points than the records' own.
         """
-        for start, _ in spans:
-            if start is not None and start > LOOKBACK_WEEKS:
-                raise ValueError(f"a window of {start} weeks exceeds the look-back")
-        offsets = {end for _, end in spans} | {start for start, _ in spans if start is not None}
-        cuts = self._cuts(offsets)
+        cuts = self._plan(spans)
         customer, column = at if at is not None else (None, None)
-        cum = self._segments(cuts, weights, per_bin, customer, column)
-        rows = self.grid.row_customer
+        return self._read(self._segments(cuts, weights, per_bin, customer, column), cuts, spans)
 
-        def below(offset: int) -> np.ndarray:
-            return cum[rows, np.searchsorted(cuts, self._row_column - offset)]
+    def grouped_windows(
+        self, spans: Sequence[tuple[int | None, int]], group: np.ndarray, groups: int
+    ) -> list[list[np.ndarray]]:
+        """Record counts per row over each span (as :meth:`windows`) for each of
+        ``groups`` groups at once; ``group`` is a record's group code (-1: in none).
 
-        return [below(end) if start is None else below(end) - below(start) for start, end in spans]
+        One pass over the records instead of one per group: ``[g][i]`` is group ``g``'s
+        count over ``spans[i]``.
+        """
+        cuts = self._plan(spans)
+        n, m = self.grid.customers, cuts.size
+        # Records in no group, or read by no window, fall into one spare slot per customer.
+        slot = np.where(
+            group >= 0, self._segment(cuts).astype(np.int64) * groups + group, m * groups
+        )
+        width = m * groups + 1
+        counts = np.bincount(self.records.customer * width + slot, minlength=n * width)
+        cum = np.cumsum(counts.reshape(n, width)[:, :-1].reshape(n, m, groups), axis=1)
+        return [self._read(cum[:, :, g], cuts, spans) for g in range(groups)]
 
     def named_windows(
         self,
@@ -306,13 +377,19 @@ class WeekBins:
         values = self.windows([(w, 0) for w in weeks], weights, per_bin, at)
         return {f"{prefix}_{w}w": value for w, value in zip(weeks, values, strict=True)}
 
-    def day_marks(self, mask: np.ndarray | None = None) -> np.ndarray:
+    def day_marks(self, mask: np.ndarray | None = None, weeks: int | None = None) -> np.ndarray:
         """Per (customer, bin), a bit per weekday with a record (among ``mask``): the
-        distinct days of a week, kept apart from how many records fell on each."""
-        keep = slice(None) if mask is None else mask
+        distinct days of a week, kept apart from how many records fell on each.
+
+        ``weeks``: the longest window that will read the marks; older bins stay unmarked.
+        """
+        keep = np.ones(self.records.size, dtype=bool) if mask is None else mask
+        if weeks is not None:
+            keep = keep & self.reads_back(weeks)
         weekday = np.floor(self.records.day[keep]).astype(np.int64) % 7
         marks = np.zeros(self.grid.customers * self.width, dtype=np.uint8)
-        np.bitwise_or.at(marks, self.flat[keep], (1 << weekday).astype(np.uint8))
+        cell = self.records.customer[keep] * self.width + self.column[keep]
+        np.bitwise_or.at(marks, cell, (1 << weekday).astype(np.uint8))
         return marks.reshape(self.grid.customers, self.width)
 
     def window(
@@ -324,18 +401,13 @@ class WeekBins:
     def last_day(self, mask: np.ndarray | None = None, end: int = 0) -> np.ndarray:
         """Per row, the day (since origin) of the last record before ``t - end`` weeks
         (among ``mask``); NaN if none."""
-        keep = np.ones(self.records.size, dtype=bool) if mask is None else mask
         cuts = self._cuts({end})
         n, m = self.grid.customers, cuts.size
-        segment = np.searchsorted(cuts, self.column[keep], side="right")
-        read = segment < m
-        latest = np.full(n * m, -np.inf)
-        np.maximum.at(
-            latest,
-            self.records.customer[keep][read] * m + segment[read],
-            self.records.day[keep][read],
-        )
-        running = np.maximum.accumulate(latest.reshape(n, m), axis=1)
+        day = self.records.day if mask is None else np.where(mask, self.records.day, -np.inf)
+        # Segment m (after the last cut) is a spare column no row reads.
+        latest = np.full(n * (m + 1), -np.inf)
+        np.maximum.at(latest, self.records.customer * (m + 1) + self._segment(cuts), day)
+        running = np.maximum.accumulate(latest.reshape(n, m + 1)[:, :m], axis=1)
         value = running[self.grid.row_customer, np.searchsorted(cuts, self._row_column - end)]
         return np.where(np.isfinite(value), value, np.nan)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.arrow import lookup, to_arrow_strings
 from features.families.base import (
@@ -40,7 +41,7 @@ FEATURES = (
         for w in TYPE_WINDOWS_WEEKS
     ),
     *(
-        Feature(f"sessions_{w}w", f"Sessions begun in the last {w} weeks.")
+        Feature(f"sessions_{w}w", f"Sessions with an event in the last {w} weeks.")
         for w in TYPE_WINDOWS_WEEKS
     ),
     *(
@@ -69,8 +70,7 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     events = tables["events"]
     records = grid.records(events, "event_ts")
     bins = grid.bins(records)
-    rows = events[records.keep]
-    kind = lookup(rows["event_type"], list(EVENT_TYPES))
+    kind = lookup(events["event_type"], list(EVENT_TYPES))[records.keep]
     out: dict[str, np.ndarray] = {}
 
     totals = bins.windows(
@@ -79,21 +79,26 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     *total_windows, earlier = totals
     for w, value in zip(TOTAL_WINDOWS_WEEKS, total_windows, strict=True):
         out[f"events_{w}w"] = value
-    for code, name in enumerate(EVENT_TYPES):
-        out |= bins.named_windows(name, TYPE_WINDOWS_WEEKS, (kind == code).astype(np.float64))
-    if "session_id" in rows:
-        starts = _session_starts(bins, rows["session_id"])
-        out |= bins.named_windows("sessions", TYPE_WINDOWS_WEEKS, at=starts)
+    by_kind = bins.grouped_windows([(w, 0) for w in TYPE_WINDOWS_WEEKS], kind, len(EVENT_TYPES))
+    for name, values in zip(EVENT_TYPES, by_kind, strict=True):
+        out |= {f"{name}_{w}w": v for w, v in zip(TYPE_WINDOWS_WEEKS, values, strict=True)}
+    if "session_id" in events:
+        out |= _sessions(bins, events["session_id"], TYPE_WINDOWS_WEEKS)
     else:
         out |= {f"sessions_{w}w": np.full(grid.rows, np.nan) for w in TYPE_WINDOWS_WEEKS}
-    out |= bins.named_windows("active_days", TYPE_WINDOWS_WEEKS, per_bin=POPCOUNT[bins.day_marks()])
 
-    cart_days = bins.day_marks(kind == EVENT_TYPES.index("add_to_cart"))
+    longest = max(TYPE_WINDOWS_WEEKS)
+    active = POPCOUNT[bins.day_marks(weeks=longest)]
+    out |= bins.named_windows("active_days", TYPE_WINDOWS_WEEKS, per_bin=active)
+    del active
+    cart_days = bins.day_marks(kind == EVENT_TYPES.index("add_to_cart"), weeks=13)
     # Days with a purchase (a return is no order).
     order_bins = grid.bins(grid.records(tables["orders"], "order_ts"))
-    order_days = order_bins.day_marks(purchase_mask(tables["orders"])[order_bins.records.keep])
+    purchase = purchase_mask(tables["orders"])[order_bins.records.keep]
+    order_days = order_bins.day_marks(purchase, weeks=13)
     abandoned_13w = bins.windows([(13, 0)], per_bin=POPCOUNT[cart_days & ~order_days])[0]
     carts_13w = bins.windows([(13, 0)], per_bin=POPCOUNT[cart_days])[0]
+    del cart_days, order_days
     out["abandoned_cart_days_13w"] = abandoned_13w
     out["cart_abandonment_rate_13w"] = ratio(abandoned_13w, carts_13w)
 
@@ -104,25 +109,45 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     return out
 
 
-def _session_starts(bins: WeekBins, session_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Where each session starts: the customer and week bin of its first event.
+def _sessions(
+    bins: WeekBins, session_id: pd.Series, weeks: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    """``sessions_{w}w``: sessions with an event in the ``w`` weeks before t.
 
     A session is a (customer, session id) pair: exports often number sessions per user,
-    so one id may belong to several customers. Ids are dictionary-encoded in Arrow (a
-    hash, no sort of the events); only when an id does repeat across customers are the
-    pairs factorized. Events without a session id start none.
+    so one id may belong to several customers. A session with an event in weeks
+    ``[t - w, t)`` is one whose first event lies before ``t`` and whose last event does
+    not lie before ``t - w``, so the count is (sessions begun before t) minus (sessions
+    ended before t - w). Sessions that ended before every window count in neither term,
+    so only the events a window can read are encoded: for the newest snapshot alone,
+    the last weeks, not the whole history. Ids are dictionary-encoded in Arrow (a hash,
+    no sort); only when an id does repeat across customers are the pairs factorized.
+    Events without a session id belong to none.
     """
-    encoded = to_arrow_strings(session_id).dictionary_encode()
+    records = bins.records
+    readable = bins.reads_back(max(weeks))
+    rows = records.keep.copy()
+    rows[rows] = readable
+    ids = to_arrow_strings(session_id).filter(pa.array(rows))
+    encoded = ids.dictionary_encode()
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     has = codes >= 0
-    customer, pair = bins.records.customer[has], codes[has]
+    customer = records.customer[readable][has]
+    cell = customer * bins.width + bins.column[readable][has]
+    pair = codes[has]
     owner = np.full(len(encoded.dictionary), -1, dtype=np.int64)
     owner[pair] = customer
     if not (owner[pair] == customer).all():  # ids repeat across customers: pair them up
         pair, _ = pd.factorize(pair * (customer.max(initial=0) + 1) + customer)
-    first = np.full(pair.max(initial=-1) + 1, np.iinfo(np.int64).max)
-    np.minimum.at(first, pair, bins.flat[has])
-    return first // bins.width, first % bins.width
+    sessions = pair.max(initial=-1) + 1
+    first = np.full(sessions, np.iinfo(np.int64).max)
+    np.minimum.at(first, pair, cell)
+    last = np.full(sessions, -1, dtype=np.int64)
+    np.maximum.at(last, pair, cell)
+    width = bins.width
+    begun = bins.windows([(None, 0)], at=(first // width, first % width))[0]
+    ended = bins.windows([(None, w) for w in weeks], at=(last // width, last % width))
+    return {f"sessions_{w}w": begun - e for w, e in zip(weeks, ended, strict=True)}
 
 
 FAMILY = FeatureFamily(

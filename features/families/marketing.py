@@ -40,7 +40,7 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     campaigns = tables["campaigns"]
     records = grid.records(campaigns, "sent_ts")
     bins = grid.bins(records)
-    rows = campaigns[records.keep]
+    rows = records.rows(campaigns)
     out = bins.named_windows("sends", SEND_WINDOWS_WEEKS)
     sent = bins.window(RESPONSE_WEEKS, end=SETTLE_WEEKS)
     flags = {name: rows[name].to_numpy(dtype=bool) for name in RESPONSES}

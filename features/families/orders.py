@@ -84,7 +84,7 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     orders = tables["orders"]
     records = grid.records(orders, "order_ts")
     bins = grid.bins(records)
-    rows = orders[records.keep]
+    rows = records.rows(orders)
     is_return = (
         rows["is_return"].to_numpy(dtype=bool)
         if "is_return" in rows

@@ -42,7 +42,7 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     tickets = tables["tickets"]
     records = grid.records(tickets, "ticket_ts")
     bins = grid.bins(records)
-    rows = tickets[records.keep]
+    rows = records.rows(tickets)
     complaint = (rows["kind"].astype(str) == "complaint").to_numpy()
     out = bins.named_windows("tickets", TICKET_WINDOWS_WEEKS)
     out |= bins.named_windows("complaints", COMPLAINT_WINDOWS_WEEKS, complaint.astype(np.float64))

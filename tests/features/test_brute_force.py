@@ -188,9 +188,9 @@ def engagement_features(tables: dict[str, pd.DataFrame], c: str, t: pd.Timestamp
             out[f"{kind}_{w}w"] = float((_within(ts, t, w) & (mine["event_type"] == kind)).sum())
     for w in (4, 13):
         if "session_id" in events:
-            # A session begins at its first event; this customer's sessions only.
-            begun = mine.dropna(subset=["session_id"]).groupby("session_id")["event_ts"].min()
-            out[f"sessions_{w}w"] = float(_within(begun, t, w).sum())
+            # Sessions with an event in the window; this customer's sessions only.
+            inside = mine[_within(ts, t, w)]["session_id"].dropna()
+            out[f"sessions_{w}w"] = float(inside.nunique())
         else:
             out[f"sessions_{w}w"] = np.nan
         out[f"active_days_{w}w"] = float(ts[_within(ts, t, w)].dt.floor("D").nunique())
@@ -490,6 +490,9 @@ def make_world(seed: int = 7, customers: int = 6) -> dict[str, pd.DataFrame]:
         ("edge", t1 - 2 * DAY, "add_to_cart", "s-edge-1"),  # only a return that day
         ("edge", t2, "login", "s-edge-2"),
         ("edge", t2 - minute, "login", "s-edge-2"),  # the session began before T2
+        # A session that spans the start of T2's 4-week window is one of its sessions.
+        ("edge", t2 - 4 * WEEK - hour, "view", "s-edge-3"),
+        ("edge", t2 - 4 * WEEK + hour, "view", "s-edge-3"),
     ]
     tickets += [
         ("edge", t2 - 2 * DAY, "complaint", False, 1.0),  # not settled at T2, settled at T3
