@@ -18,6 +18,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -234,10 +235,21 @@ def feature_snapshot(args: argparse.Namespace) -> list[dict]:
     ]
 
 
+def online_store(args: argparse.Namespace) -> list[dict]:
+    """custlab's Feast online store against Feast's stock SQLite store, in one run:
+    materializing a million customers, and reading 1,000 customers' full vectors."""
+    from benchmarks.online_store import run
+
+    with tempfile.TemporaryDirectory(prefix="custlab-online-", dir="/tmp") as home:
+        table = run(args.world_customers, Path(home).resolve())
+    return table.to_dict("records")
+
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[dict]]] = {
     "serving_churn": serving_churn,
     "simulate_world": simulate_world,
     "feature_snapshot": feature_snapshot,
+    "online_store": online_store,
 }
 
 
