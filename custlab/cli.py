@@ -35,7 +35,7 @@ Weeks = Annotated[int, typer.Option(help="Simulated weeks.", min=30)]
 Seed = Annotated[int, typer.Option(help="Random seed.", min=0)]
 Trials = Annotated[int, typer.Option(help="Optuna trials.", min=1)]
 Timeout = Annotated[float, typer.Option(help="Stop tuning after this many seconds.", min=1)]
-Task = Annotated[str, typer.Option(help="Task to train: churn.")]
+Task = Annotated[str, typer.Option(help="Task: churn, propensity, clv or lifecycle.")]
 Scenarios = Annotated[
     list[str] | None,
     typer.Option(
@@ -129,14 +129,31 @@ def features(
 
 @app.command()
 def train(task: Task = "churn", trials: Trials = 20, timeout: Timeout = 900.0) -> None:
-    """Tune, train, evaluate and register a model; promote it if it passes the gate."""
+    """Tune, train, evaluate and register a model (--task all: every task); promote it if
+    it passes the gate."""
     from custlab import pipeline
     from training.tune import TuneSpec
 
-    outcome = _run(
-        pipeline.train, _settings(), task, TuneSpec(n_trials=trials, timeout_seconds=timeout)
-    )
-    typer.echo(pipeline.describe_training(outcome))
+    tune = TuneSpec(n_trials=trials, timeout_seconds=timeout)
+    if task == "all":
+        outcomes = _run(pipeline.train_all, _settings(), tune)
+    else:
+        outcomes = [_run(pipeline.train, _settings(), task, tune)]
+    for outcome in outcomes:
+        typer.echo(pipeline.describe_training(outcome))
+
+
+@app.command()
+def promote(
+    task: Task,
+    version: Annotated[str, typer.Option(help="Registry version to make champion.")],
+    reason: Annotated[str, typer.Option(help="Why, recorded on the version.")],
+) -> None:
+    """Make a version the champion by hand (for example one that no baseline rule lets
+    through), with the reason recorded."""
+    from custlab import pipeline
+
+    typer.echo(_run(pipeline.promote, _settings(), task, version, reason))
 
 
 @app.command()

@@ -27,9 +27,9 @@ from features.store import open_store, publish_snapshots
 from features.tables import replace_folder
 from monitoring.weekly import MonitorReport, monitor_task
 from training.dataset import training_frame
-from training.registry import champion_version, use_tracking
+from training.registry import champion_version, promote_by_hand, use_tracking
 from training.split import SplitSpec
-from training.tasks import get_task
+from training.tasks import TASKS, get_task
 from training.train import TrainOutcome, train_task
 from training.tune import TuneSpec
 
@@ -111,13 +111,27 @@ def build_features(settings: Settings, raw_dir: Path | None = None) -> FeatureBu
 def train(
     settings: Settings, task_name: str, tune: TuneSpec, split: SplitSpec | None = None
 ) -> TrainOutcome:
-    """Training frame from Feast, then tune, fit, evaluate, register and gate."""
+    """Training frame from Feast, then fit, evaluate, register and gate."""
     task = get_task(task_name)
     store = open_store(settings)
     with step(f"{task.name}: training frame from Feast"):
         frame, features, plan = training_frame(settings, store, task, split or SplitSpec())
+    use_tracking(settings, task.registered_model)
     with step(f"{task.name}: {tune.n_trials} Optuna trials, final fit, registration"):
-        return train_task(task, frame, features, settings, tune, plan)
+        return train_task(task, frame, features, plan, tune, settings.optuna_storage, settings.seed)
+
+
+def train_all(settings: Settings, tune: TuneSpec) -> list[TrainOutcome]:
+    """Every task in turn."""
+    return [train(settings, name, tune) for name in TASKS]
+
+
+def promote(settings: Settings, task_name: str, version: str, reason: str) -> str:
+    """A person's promotion of a version to champion, recorded with the reason."""
+    task = get_task(task_name)
+    use_tracking(settings, task.registered_model)
+    promote_by_hand(task.registered_model, version, reason)
+    return f"{task.registered_model} v{version} is champion (promoted by hand: {reason.strip()})"
 
 
 def ablate(settings: Settings, task_name: str, split: SplitSpec | None = None) -> str:

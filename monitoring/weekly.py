@@ -7,14 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from mlflow import MlflowClient
 
 from custlab.settings import Settings
-from features.contract import ENTITY_KEY, EVENT_TIMESTAMP, read_raw_tables
-from features.labels import active_customers
+from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
 from features.store import read_features, read_snapshots
 from monitoring.drift import DriftSummary, drift_report
 from training.model_input import categorical_features, predict
+from training.record import ModelRecord
 from training.registry import CHAMPION, load_champion, use_tracking
 from training.tasks import TaskSpec
 
@@ -28,11 +27,6 @@ class MonitorReport:
     example_customer: str
 
 
-def _window(tag: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    first, last = tag.split("..")
-    return pd.Timestamp(first, tz="UTC"), pd.Timestamp(last, tz="UTC")
-
-
 def monitor_task(settings: Settings, task: TaskSpec) -> MonitorReport:
     """Drift report of the newest as-of week against the champion's test window (the
     newest rows it was judged on, so a stable world stays quiet).
@@ -43,21 +37,20 @@ def monitor_task(settings: Settings, task: TaskSpec) -> MonitorReport:
     """
     use_tracking(settings, task.registered_model)
     booster, version = load_champion(task.registered_model)
-    tags = MlflowClient().get_model_version(task.registered_model, version).tags
-    start, end = _window(tags["test_window"])
+    record = ModelRecord.read(task.registered_model, version)
     features = list(booster.feature_name())
 
     stamps = read_snapshots(settings, "orders", [EVENT_TIMESTAMP])[EVENT_TIMESTAMP].unique()
-    orders = read_raw_tables(settings.raw_dir)["orders"]
     latest = stamps.max()
-    dates = pd.DatetimeIndex(sorted(d for d in stamps if start <= d <= end)).append(
+    dates = record.test_window.as_of_dates(pd.DatetimeIndex(stamps)).append(
         pd.DatetimeIndex([latest])
     )
-    eligible = active_customers(orders, dates, task.active_window_days)
-    rows = read_features(settings, features, dates).merge(
-        eligible, on=[ENTITY_KEY, EVENT_TIMESTAMP]
-    )
-    rows["prediction"] = predict(booster, rows)
+    rows = read_features(settings, features, dates)
+    # The same population rule the task trains and serves on.
+    rows = rows[task.population(rows)].reset_index(drop=True)
+    prediction = predict(booster, rows)
+    # One number per row: a multiclass model's is the probability of its top class.
+    rows["prediction"] = prediction.max(axis=1) if prediction.ndim == 2 else prediction
     current = rows[rows[EVENT_TIMESTAMP] == latest]
     reference = rows[rows[EVENT_TIMESTAMP] != latest]
 

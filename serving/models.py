@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-from mlflow import MlflowClient
-
 from custlab.settings import Settings
 from serving.scoring import LoadedModel
+from training.record import ModelRecord
 from training.registry import load_champion, use_tracking
 from training.tasks import TaskSpec
 
 
 def load_champion_model(settings: Settings, task: TaskSpec) -> LoadedModel:
-    """The task's ``@champion`` with its decision-tier thresholds.
+    """The task's ``@champion`` with the record it was registered with.
 
     Raises:
-        CustlabError: The registry holds no champion for the task.
+        CustlabError: The registry holds no champion for the task (the message says why).
     """
     use_tracking(settings, task.registered_model)
     booster, version = load_champion(task.registered_model)
-    tags = MlflowClient().get_model_version(task.registered_model, version).tags
-    thresholds = {
-        key.removeprefix("tier_"): float(value)
-        for key, value in tags.items()
-        if key.startswith("tier_")
-    }
     return LoadedModel(
-        name=task.registered_model,
+        task=task,
         version=str(version),
         booster=booster,
-        tier_thresholds=thresholds,
-        feature_service=tags.get("feature_service", task.feature_service),
+        record=ModelRecord.read(task.registered_model, version),
     )

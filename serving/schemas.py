@@ -58,9 +58,15 @@ class ReasonCode(BaseModel):
 
 class Prediction(BaseModel):
     customer_id: str | None = None
-    score: float | None = Field(description="Probability of churn in the horizon.")
-    tier: str | None = Field(description="high, medium or low risk.")
+    score: float | None = Field(
+        description="The task's prediction: a probability, an expected amount, or (for a "
+        "multiclass task) the probability of the most likely class."
+    )
+    tier: str | None = Field(description="The decision tier (for a multiclass task: the class).")
     action: str | None = Field(description="What to do for a customer in this tier.")
+    probabilities: dict[str, float] | None = Field(
+        None, description="Multiclass tasks: the probability of each class."
+    )
     reasons: list[ReasonCode] = Field(description="Features that raise the risk most.")
     warnings: list[str] = Field(default_factory=list)
 

@@ -13,24 +13,26 @@ import numpy as np
 import pandas as pd
 
 from training.model_input import model_matrix
-
-# What to do at each churn risk tier, most urgent first.
-CHURN_ACTIONS: dict[str, str] = {
-    "high": "retention offer with personal outreach",
-    "medium": "engagement campaign",
-    "low": "no action",
-}
+from training.record import ModelRecord
+from training.tasks import TaskSpec
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A champion as serving holds it: the booster, where it came from, its tier cuts."""
+    """A champion as serving holds it: its task, the booster and the record it carries."""
 
-    name: str
+    task: TaskSpec
     version: str
     booster: lgb.Booster
-    tier_thresholds: dict[str, float]  # tier -> lowest score in that tier, e.g. {"high": 0.8}
-    feature_service: str
+    record: ModelRecord
+
+    @property
+    def name(self) -> str:
+        return self.task.registered_model
+
+    @property
+    def feature_service(self) -> str:
+        return self.record.feature_service
 
     @property
     def feature_names(self) -> list[str]:
@@ -50,14 +52,7 @@ class Score:
     tier: str
     action: str
     reasons: list[Reason]
-
-
-def tier_of(score: float, thresholds: dict[str, float]) -> str:
-    """The highest tier whose threshold ``score`` reaches; ``low`` below all of them."""
-    for tier in ("high", "medium"):
-        if tier in thresholds and score >= thresholds[tier]:
-            return tier
-    return "low"
+    probabilities: dict[str, float] | None = None  # multiclass: one per class
 
 
 def _plain(value: object) -> float | str:
@@ -69,23 +64,30 @@ def score_rows(model: LoadedModel, rows: pd.DataFrame, top_reasons: int = 3) -> 
     """Score feature rows and explain each score.
 
     Reason codes are the features with the largest positive contributions to the score
-    (LightGBM's per-row SHAP values, ``pred_contrib``), i.e. what raises the risk most;
-    each carries the feature's value as given (a category by its name).
+    (LightGBM's per-row SHAP values, ``pred_contrib``; for a multiclass task, to the
+    most probable class), i.e. what pushes the prediction up most; each carries the
+    feature's value as given (a category by its name).
 
     Args:
         model: The loaded champion.
         rows: One row per customer with at least the model's features (NaN = unknown).
         top_reasons: How many reason codes per answer.
     """
+    task = model.task
     values = model_matrix(model.booster, rows)
     given = rows[model.feature_names].to_numpy(dtype=object)
     contributions = np.asarray(model.booster.predict(values, pred_contrib=True))
-    # Contributions and the bias (last column) add up to the raw log-odds, so one pass
-    # through the trees gives both the explanation and the probability.
-    probability = 1.0 / (1.0 + np.exp(-contributions.sum(axis=1)))
-    contributions = contributions[:, :-1]
+    # Contributions and the bias (last column per class) add up to the raw margin, so one
+    # pass through the trees gives both the explanation and the prediction.
+    if task.objective.name == "multiclass":
+        per_class = contributions.reshape(len(rows), len(task.classes), -1)
+        prediction = task.objective.from_margin(per_class.sum(axis=2))
+        contributions = per_class[np.arange(len(rows)), prediction.argmax(axis=1), :-1]
+    else:
+        prediction = task.objective.from_margin(contributions.sum(axis=1))
+        contributions = contributions[:, :-1]
     scores = []
-    for i, p in enumerate(probability):
+    for i, p in enumerate(prediction):
         order = np.argsort(-contributions[i], kind="stable")[:top_reasons]
         reasons = [
             Reason(
@@ -96,6 +98,10 @@ def score_rows(model: LoadedModel, rows: pd.DataFrame, top_reasons: int = 3) -> 
             for j in order
             if contributions[i, j] > 0
         ]
-        tier = tier_of(float(p), model.tier_thresholds)
-        scores.append(Score(float(p), tier, CHURN_ACTIONS[tier], reasons))
+        tier = task.policy.decide(p, model.record.tier_cuts)
+        if task.objective.name == "multiclass":
+            probabilities = dict(zip(task.classes, map(float, p), strict=True))
+            scores.append(Score(float(p.max()), tier.name, tier.action, reasons, probabilities))
+        else:
+            scores.append(Score(float(p), tier.name, tier.action, reasons))
     return scores

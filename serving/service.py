@@ -33,11 +33,8 @@ logger = logging.getLogger(__name__)
 UNKNOWN_CUSTOMER = "unknown_customer: no features in the online store; not scored"
 
 
-def outside_population(active_window_days: int) -> str:
-    return (
-        f"outside_population: no order in the last {active_window_days} days; the model is "
-        "trained on active customers"
-    )
+def outside_population(rule: str) -> str:
+    return f"outside_population: the model is trained on {rule}"
 
 
 def _prediction(customer_id: str | None, score: Score, warnings: list[str]) -> Prediction:
@@ -46,6 +43,7 @@ def _prediction(customer_id: str | None, score: Score, warnings: list[str]) -> P
         score=round(score.score, 6),
         tier=score.tier,
         action=score.action,
+        probabilities=score.probabilities,
         reasons=[ReasonCode(**vars(reason)) for reason in score.reasons],
         warnings=warnings,
     )
@@ -104,12 +102,10 @@ class CustomerScoring:
         online = self.reader.read(ids)
         rows, known = online.features, online.known
         scores = iter(score_rows(self.model, rows[known]) if known.any() else [])
-        recency = pd.to_numeric(rows["recency_days"], errors="coerce").to_numpy()
-        # NaN (never ordered) compares False: outside the population too.
-        active = recency <= self.task.active_window_days
+        inside = self.task.population(rows)
         predictions = []
-        for cid, is_known, is_active, stale in zip(
-            ids, known, active, online.stale_days, strict=True
+        for cid, is_known, is_inside, stale in zip(
+            ids, known, inside, online.stale_days, strict=True
         ):
             if not is_known:
                 predictions.append(
@@ -124,8 +120,8 @@ class CustomerScoring:
                 )
                 continue
             warnings = []
-            if not is_active:
-                warnings.append(outside_population(self.task.active_window_days))
+            if not is_inside:
+                warnings.append(outside_population(self.task.population_rule))
             if stale > 0:
                 warnings.append(f"stale_features: {stale:.0f} days past the feature view's ttl")
             predictions.append(_prediction(cid, next(scores), warnings))

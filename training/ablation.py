@@ -17,11 +17,10 @@ import mlflow
 import pandas as pd
 
 from features.families import FAMILIES
-from training.evaluate import binary_metrics
 from training.model_input import model_frame, predict
-from training.split import PARTS, SplitPlan
+from training.split import SplitPlan
 from training.tasks import TaskSpec
-from training.train import usable_features
+from training.train import SplitFrames, usable_features
 from training.tune import base_params
 
 logger = logging.getLogger(__name__)
@@ -67,9 +66,9 @@ def ablate_families(
         seed: LightGBM's seed.
         max_rounds: Bound on boosting rounds (early stopping decides within it).
     """
-    train, valid, test = (plan.part(frame, part) for part in PARTS)
-    fit = pd.concat([train, valid], ignore_index=True)
-    present = usable_features(train, feature_names)
+    frames = SplitFrames.of(frame, plan)
+    fit = frames.fit
+    present = usable_features(frames.train, feature_names)
     steps: list[AblationStep] = []
     families: list[str] = []
     columns: list[str] = []
@@ -80,22 +79,26 @@ def ablate_families(
         families.append(name)
         columns = columns + added
         params = (
-            base_params(task.objective, seed)
+            base_params(task.objective.params(task.classes), seed)
             | ABLATION_PARAMS
-            | {"monotone_constraints": [task.monotone.get(f, 0) for f in columns]}
+            | {"monotone_constraints": task.monotone_constraints(columns)}
         )
         probe = lgb.train(
             params,
-            lgb.Dataset(model_frame(train, columns), train[task.label]),
+            lgb.Dataset(model_frame(frames.train, columns), task.targets(frames.train)),
             num_boost_round=max_rounds,
-            valid_sets=[lgb.Dataset(model_frame(valid, columns), valid[task.label])],
+            valid_sets=[
+                lgb.Dataset(model_frame(frames.valid, columns), task.targets(frames.valid))
+            ],
             callbacks=[lgb.early_stopping(50, verbose=False)],
         )
         rounds = max(probe.best_iteration, 1)
         booster = lgb.train(
-            params, lgb.Dataset(model_frame(fit, columns), fit[task.label]), num_boost_round=rounds
+            params,
+            lgb.Dataset(model_frame(fit, columns), task.targets(fit)),
+            num_boost_round=rounds,
         )
-        metrics = binary_metrics(test[task.label].to_numpy(), predict(booster, test))
+        metrics = task.metrics(frames.test, predict(booster, frames.test))
         step = AblationStep(tuple(families), len(columns), rounds, metrics)
         steps.append(step)
         with mlflow.start_run(run_name=f"+{name}", nested=True):

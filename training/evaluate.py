@@ -1,4 +1,5 @@
-"""Metrics and plots for scored test windows."""
+"""Plots of scored test windows (the metrics are each objective's, in
+:mod:`training.objectives`)."""
 
 from __future__ import annotations
 
@@ -6,33 +7,17 @@ import matplotlib
 
 matplotlib.use("Agg")  # plots are written to files; no display on servers or in CI
 
+from typing import TYPE_CHECKING
+
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
+from sklearn.metrics import roc_auc_score, roc_curve
 
-
-def lift_at(y_true: np.ndarray, score: np.ndarray, fraction: float = 0.1) -> float:
-    """Positive rate among the top ``fraction`` by score, over the overall positive rate."""
-    n_top = max(1, int(round(len(score) * fraction)))
-    top = np.argsort(-score, kind="stable")[:n_top]
-    base = float(np.mean(y_true))
-    return float(np.mean(y_true[top]) / base) if base > 0 else float("nan")
-
-
-def binary_metrics(y_true: np.ndarray, score: np.ndarray) -> dict[str, float]:
-    """ROC-AUC, PR-AUC, lift at 10% and, when ``score`` is a probability, the Brier score."""
-    y_true = np.asarray(y_true)
-    score = np.asarray(score, dtype=float)
-    metrics = {
-        "roc_auc": float(roc_auc_score(y_true, score)),
-        "pr_auc": float(average_precision_score(y_true, score)),
-        "lift_at_10pct": lift_at(y_true, score, 0.1),
-    }
-    if score.min() >= 0.0 and score.max() <= 1.0:
-        metrics["brier"] = float(brier_score_loss(y_true, score))
-    return metrics
+if TYPE_CHECKING:
+    from training.tasks import TaskSpec
 
 
 def roc_figure(y_true: np.ndarray, scores: dict[str, np.ndarray]) -> Figure:
@@ -61,3 +46,56 @@ def calibration_figure(y_true: np.ndarray, probability: np.ndarray, bins: int = 
     )
     fig.tight_layout()
     return fig
+
+
+def decile_figure(actual: np.ndarray, predicted: np.ndarray) -> Figure:
+    """Mean predicted against mean actual value per decile of the prediction."""
+    order = np.argsort(predicted, kind="stable")
+    deciles = np.array_split(order, 10)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = np.arange(1, len(deciles) + 1)
+    ax.bar(x - 0.2, [actual[d].mean() for d in deciles], width=0.4, label="actual")
+    ax.bar(x + 0.2, [predicted[d].mean() for d in deciles], width=0.4, label="predicted")
+    ax.set(xlabel="decile of the prediction", ylabel="mean value", title="By decile, test window")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(actual: np.ndarray, predicted: np.ndarray, classes: list[str]) -> Figure:
+    """Counts of actual (rows) against predicted (columns) classes."""
+    k = len(classes)
+    counts = np.bincount(actual * k + predicted, minlength=k * k).reshape(k, k)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.imshow(counts, cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{counts[i, j]:,}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(k), classes, rotation=45, ha="right")
+    ax.set_yticks(range(k), classes)
+    ax.set(xlabel="predicted", ylabel="actual", title="Confusion matrix, test window")
+    fig.tight_layout()
+    return fig
+
+
+def evidence_figures(
+    task: TaskSpec,
+    test: pd.DataFrame,
+    prediction: np.ndarray,
+    baselines: dict[str, np.ndarray],
+) -> dict[str, Figure]:
+    """The plots a task's run carries, by artifact path, for its objective."""
+    target = task.targets(test)
+    if task.objective.name == "binary":
+        return {
+            "plots/roc.png": roc_figure(target, {"lightgbm": prediction, **baselines}),
+            "plots/calibration.png": calibration_figure(target, prediction),
+        }
+    if task.objective.name == "multiclass":
+        predicted = prediction.argmax(axis=1)
+        return {
+            "plots/confusion.png": confusion_figure(
+                target.astype(int), predicted, list(task.classes)
+            )
+        }
+    return {"plots/deciles.png": decile_figure(target, prediction)}

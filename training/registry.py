@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import lightgbm as lgb
 import mlflow
@@ -17,16 +16,12 @@ logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+PROMOTION_DECISION = "promotion_decision"
+PROMOTION_REASON = "promotion_reason"
 
 
 class GateFailed(CustlabError):
     """The challenger did not clear the promotion gate; the message says by how much."""
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    promoted: bool
-    reason: str
 
 
 def use_tracking(settings: Settings, experiment: str) -> str:
@@ -52,16 +47,56 @@ def champion_version(model_name: str) -> str:
     """The registry version that holds the champion alias.
 
     Raises:
-        CustlabError: No version of ``model_name`` holds it.
+        CustlabError: No version of ``model_name`` holds it; the message says whether
+            the model was never trained or why its versions were kept out.
     """
+    client = MlflowClient()
     try:
-        version = MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
+        return str(client.get_model_version_by_alias(model_name, CHAMPION).version)
     except MlflowException:
+        pass
+    task = model_name.removeprefix("custlab-")
+    try:
+        versions = client.search_model_versions(f"name = '{model_name}'")
+    except MlflowException:
+        versions = []
+    if not versions:
         raise CustlabError(
             f"no '{CHAMPION}' version of model '{model_name}' in the registry; "
-            f"train it first (custlab train --task {model_name.removeprefix('custlab-')})"
+            f"train it first (custlab train --task {task})"
         ) from None
-    return str(version.version)
+    newest = max(versions, key=lambda v: int(v.version))
+    why = newest.tags.get(PROMOTION_REASON, "no promotion decision recorded")
+    raise CustlabError(
+        f"'{model_name}' has no '{CHAMPION}': {len(versions)} version(s) registered, none "
+        f"promoted; the newest, v{newest.version}, was kept out because {why}. To serve it "
+        f"anyway: custlab promote --task {task} --version {newest.version} --reason TEXT"
+    ) from None
+
+
+def record_decision(model_name: str, version: str, promoted: bool, reason: str) -> None:
+    """Record the gate's (or a person's) decision on a version."""
+    client = MlflowClient()
+    client.set_model_version_tag(
+        model_name, version, PROMOTION_DECISION, "promoted" if promoted else "kept out"
+    )
+    client.set_model_version_tag(model_name, version, PROMOTION_REASON, reason)
+
+
+def promote_by_hand(model_name: str, version: str, reason: str) -> None:
+    """Make ``version`` the champion on a person's word, recording who decided and why.
+
+    Raises:
+        CustlabError: The version does not exist, or the reason is blank.
+    """
+    if not reason.strip():
+        raise CustlabError("a manual promotion needs a --reason")
+    try:
+        MlflowClient().get_model_version(model_name, version)
+    except MlflowException:
+        raise CustlabError(f"'{model_name}' has no version {version}") from None
+    set_alias(model_name, CHAMPION, version)
+    record_decision(model_name, version, True, f"promoted by hand: {reason.strip()}")
 
 
 def load_champion(model_name: str) -> tuple[lgb.Booster, str]:

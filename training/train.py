@@ -1,4 +1,7 @@
-"""The training stage: split, tune, fit, evaluate against baselines, register, gate."""
+"""The training stage as steps with typed inputs and outputs: fit, evaluate, register,
+promote. Each step takes frames and a task spec; :func:`train_task` runs them in order
+inside one MLflow run.
+"""
 
 from __future__ import annotations
 
@@ -10,33 +13,82 @@ import lightgbm as lgb
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
+from matplotlib.figure import Figure
 from mlflow.models import infer_signature
 
-from custlab.settings import Settings
 from features.contract import EVENT_TIMESTAMP
 from features.errors import CustlabError
-from training.baselines import churn_baselines
-from training.evaluate import binary_metrics, calibration_figure, roc_figure
+from training.evaluate import evidence_figures
 from training.model_input import model_frame, predict
+from training.record import ModelRecord, Window, fingerprint
 from training.registry import (
     CHALLENGER,
     CHAMPION,
     GateFailed,
     check_gate,
     load_champion,
+    record_decision,
     set_alias,
-    use_tracking,
 )
 from training.split import PARTS, SplitPlan
 from training.tasks import TaskSpec
-from training.tune import TuneSpec, base_params, tune_task
+from training.tune import TuneResult, TuneSpec, base_params, tune_task
 
 logger = logging.getLogger(__name__)
 
-# Decision tiers cut the test window's score distribution: the top 10% are high risk,
-# the next 20% medium. Stored on the model version so serving uses the same cut.
-TIER_QUANTILES = {"high": 0.9, "medium": 0.7}
+
+@dataclass(frozen=True)
+class SplitFrames:
+    """A labelled frame cut by a split plan: the same test rows for every model."""
+
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    plan: SplitPlan
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, plan: SplitPlan) -> SplitFrames:
+        return cls(*(plan.part(frame, part) for part in PARTS), plan=plan)
+
+    @property
+    def fit(self) -> pd.DataFrame:
+        """Training and validation rows: what the final model is fitted on."""
+        return pd.concat([self.train, self.valid], ignore_index=True)
+
+    def describe(self) -> str:
+        return "; ".join(
+            f"{part} {Window.of(getattr(self.plan, part))} ({len(getattr(self, part)):,} rows)"
+            for part in PARTS
+        )
+
+
+@dataclass(frozen=True)
+class Fitted:
+    booster: lgb.Booster
+    features: list[str]
+    tuning: TuneResult
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The model and every baseline on the test window."""
+
+    metrics: dict[str, float]
+    baseline_metrics: dict[str, dict[str, float]]
+    prediction: np.ndarray
+    figures: dict[str, Figure]
+
+
+@dataclass(frozen=True)
+class Registered:
+    version: str
+    record: ModelRecord
+
+
+@dataclass(frozen=True)
+class Decision:
+    promoted: bool
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -48,19 +100,6 @@ class TrainOutcome:
     baseline_metrics: dict[str, dict[str, float]]
     promoted: bool
     reason: str
-
-
-def _champion_metric(task: TaskSpec, test: pd.DataFrame) -> float | None:
-    """The champion's primary metric on ``test``, or None when there is no champion."""
-    try:
-        booster, version = load_champion(task.registered_model)
-    except CustlabError:
-        return None
-    missing = sorted(set(booster.feature_name()) - set(test.columns))
-    if missing:
-        raise GateFailed(f"champion v{version} needs features absent here: {', '.join(missing)}")
-    score = predict(booster, test)
-    return binary_metrics(test[task.label].to_numpy(), score)[task.primary_metric]
 
 
 def usable_features(train: pd.DataFrame, feature_names: Sequence[str]) -> list[str]:
@@ -79,132 +118,206 @@ def usable_features(train: pd.DataFrame, feature_names: Sequence[str]) -> list[s
     return usable
 
 
+def fit(
+    task: TaskSpec,
+    frames: SplitFrames,
+    feature_names: Sequence[str],
+    tune: TuneSpec,
+    storage: str,
+    seed: int,
+) -> Fitted:
+    """Tune LightGBM on the validation window, then refit on training plus validation
+    for the best trial's number of rounds."""
+    features = usable_features(frames.train, feature_names)
+    fixed = base_params(task.objective.params(task.classes), seed) | {
+        "monotone_constraints": task.monotone_constraints(features)
+    }
+    test_end = frames.plan.window("test")[1]
+    tuning = tune_task(
+        study_name=f"{task.registered_model}-{test_end:%Y%m%d}",
+        storage=storage,
+        fixed_params=fixed,
+        train=(model_frame(frames.train, features), task.targets(frames.train)),
+        valid=(model_frame(frames.valid, features), task.targets(frames.valid)),
+        spec=tune,
+        seed=seed,
+        metrics=task.objective.metrics,
+        primary_metric=task.primary_metric,
+    )
+    rows = frames.fit
+    booster = lgb.train(
+        tuning.params,
+        lgb.Dataset(model_frame(rows, features), task.targets(rows)),
+        num_boost_round=max(tuning.best_iteration, 1),
+    )
+    return Fitted(booster, features, tuning)
+
+
+def evaluate(task: TaskSpec, booster: lgb.Booster, frames: SplitFrames) -> Evaluation:
+    """The model and the task's baselines (fitted on the fit rows) on the test window."""
+    prediction = predict(booster, frames.test)
+    baselines = {
+        name: baseline(frames.fit, frames.test, task) for name, baseline in task.baselines.items()
+    }
+    return Evaluation(
+        metrics=task.metrics(frames.test, prediction),
+        baseline_metrics={name: task.metrics(frames.test, p) for name, p in baselines.items()},
+        prediction=prediction,
+        figures=evidence_figures(task, frames.test, prediction, baselines),
+    )
+
+
+def register(
+    task: TaskSpec, fitted: Fitted, evaluation: Evaluation, frames: SplitFrames
+) -> Registered:
+    """Log the booster under the active run, register it as ``custlab-<task>`` with its
+    record, and give it the ``challenger`` alias."""
+    features = fitted.features
+    example = frames.test[features].head(5)
+    info = mlflow.lightgbm.log_model(
+        fitted.booster,
+        name="model",
+        # Stating the requirement spares MLflow seconds of probing the environment.
+        pip_requirements=[f"lightgbm=={lgb.__version__}"],
+        signature=infer_signature(example, predict(fitted.booster, example)),
+        input_example=example,
+        registered_model_name=task.registered_model,
+    )
+    version = str(info.registered_model_version)
+    record = ModelRecord(
+        task=task.name,
+        objective=task.objective.name,
+        feature_service=task.feature_service,
+        features=list(fitted.booster.feature_name()),
+        classes=list(task.classes),
+        train_window=Window.of(frames.plan.train),
+        valid_window=Window.of(frames.plan.valid),
+        test_window=Window.of(frames.plan.test),
+        metrics=evaluation.metrics,
+        baseline_metrics=evaluation.baseline_metrics,
+        tier_cuts=task.policy.cuts(evaluation.prediction),
+        data_fingerprint=fingerprint(frames.fit, task.label),
+    )
+    record.write(task.registered_model, version)
+    set_alias(task.registered_model, CHALLENGER, version)
+    return Registered(version, record)
+
+
+def _champion_metric(task: TaskSpec, test: pd.DataFrame) -> float | None:
+    """The champion's deciding metric on ``test``, or None when there is no champion."""
+    try:
+        booster, version = load_champion(task.registered_model)
+    except CustlabError:
+        return None
+    missing = sorted(set(booster.feature_name()) - set(test.columns))
+    if missing:
+        raise GateFailed(f"champion v{version} needs features absent here: {', '.join(missing)}")
+    return task.metrics(test, predict(booster, test))[task.primary_metric]
+
+
+def promote(
+    task: TaskSpec, registered: Registered, evaluation: Evaluation, test: pd.DataFrame
+) -> Decision:
+    """The gate: the challenger becomes ``champion`` only if it beats every baseline and
+    the champion (scored on the same test rows) by the task's margin. The decision and
+    its reason are recorded on the version either way."""
+    metric = task.primary_metric
+    try:
+        reason = check_gate(
+            metric,
+            evaluation.metrics[metric],
+            _champion_metric(task, test),
+            {name: values[metric] for name, values in evaluation.baseline_metrics.items()},
+            task.promotion_margin,
+        )
+        set_alias(task.registered_model, CHAMPION, registered.version)
+        decision = Decision(True, reason)
+    except GateFailed as failure:
+        decision = Decision(False, str(failure))
+    record_decision(task.registered_model, registered.version, decision.promoted, decision.reason)
+    logger.info(
+        "%s v%s: %s (%s)",
+        task.registered_model,
+        registered.version,
+        "promoted" if decision.promoted else "not promoted",
+        decision.reason,
+    )
+    return decision
+
+
 def train_task(
     task: TaskSpec,
     frame: pd.DataFrame,
     feature_names: Sequence[str],
-    settings: Settings,
-    tune: TuneSpec,
     plan: SplitPlan,
+    tune: TuneSpec,
+    storage: str,
+    seed: int,
 ) -> TrainOutcome:
-    """Train one task on a labelled, point-in-time feature frame and register the result.
-
-    The new version gets alias ``challenger``; it becomes ``champion`` only if it passes
-    :func:`training.registry.check_gate` on the same test window. Either way the
-    decision and its reason are recorded on the run and on the model version.
+    """Fit, evaluate, register and promote one task inside one MLflow run (the tracking
+    store and experiment must already be selected).
 
     Args:
         task: The task spec.
         frame: ``customer_id``, ``event_timestamp``, the features and the label column.
         feature_names: Model inputs, in the order serving must supply them.
-        settings: Where MLflow and Optuna keep their state.
-        tune: Optuna budget.
         plan: The as-of dates of each split.
+        tune: Optuna budget.
+        storage: Where the Optuna study lives.
+        seed: Seeds the sampler and LightGBM.
     """
     missing = sorted(set([*feature_names, task.label, EVENT_TIMESTAMP]) - set(frame.columns))
     if missing:
         raise CustlabError(f"training frame lacks column(s) {', '.join(missing)}")
-    train, valid, test = (plan.part(frame, part) for part in PARTS)
-    features = usable_features(train, feature_names)
-    fit = pd.concat([train, valid], ignore_index=True)
-    windows = {part: plan.window(part) for part in PARTS}
-    use_tracking(settings, task.registered_model)
-
-    with mlflow.start_run(run_name=f"{task.name}-{windows['test'][1]:%Y-%m-%d}") as run:
+    frames = SplitFrames.of(frame, plan)
+    logger.info("%s split: %s", task.name, frames.describe())
+    with mlflow.start_run(run_name=f"{task.name}-{plan.window('test')[1]:%Y-%m-%d}") as run:
         mlflow.log_params(
             {
                 "task": task.name,
+                "objective": task.objective.name,
                 "feature_service": task.feature_service,
                 "horizon_days": task.horizon_days,
-                "n_features": len(features),
-                **{
-                    f"rows_{p}": len(rows)
-                    for p, rows in zip(PARTS, (train, valid, test), strict=True)
-                },
-                **{f"{p}_window": f"{a:%Y-%m-%d}..{b:%Y-%m-%d}" for p, (a, b) in windows.items()},
+                **{f"rows_{p}": len(getattr(frames, p)) for p in PARTS},
+                **{f"{p}_window": str(Window.of(getattr(plan, p))) for p in PARTS},
             }
         )
-        study = tune_task(
-            study_name=f"{task.registered_model}-{windows['test'][1]:%Y%m%d}",
-            storage=settings.optuna_storage,
-            fixed_params=base_params(task.objective, settings.seed)
-            | {"monotone_constraints": [task.monotone.get(f, 0) for f in features]},
-            train=(model_frame(train, features), train[task.label]),
-            valid=(model_frame(valid, features), valid[task.label]),
-            spec=tune,
-            seed=settings.seed,
-        )
-        mlflow.log_params({f"best_{k}": v for k, v in study.params.items()})
-        mlflow.log_metric("best_valid_roc_auc", study.best_value)
-        booster = lgb.train(
-            study.params,
-            lgb.Dataset(model_frame(fit, features), fit[task.label]),
-            num_boost_round=max(study.best_iteration, 1),
-        )
+        fitted = fit(task, frames, feature_names, tune, storage, seed)
+        mlflow.log_params({"n_features": len(fitted.features)})
+        mlflow.log_params({f"best_{k}": v for k, v in fitted.tuning.params.items()})
+        mlflow.log_metric(f"best_valid_{task.primary_metric}", fitted.tuning.best_value)
 
-        y_test = test[task.label].to_numpy()
-        score = predict(booster, test)
-        metrics = binary_metrics(y_test, score)
-        baselines = churn_baselines(fit, task.label, test)
-        baseline_metrics = {name: binary_metrics(y_test, s) for name, s in baselines.items()}
-        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-        for name, values in baseline_metrics.items():
+        evaluation = evaluate(task, fitted.booster, frames)
+        mlflow.log_metrics({f"test_{k}": v for k, v in evaluation.metrics.items()})
+        for name, values in evaluation.baseline_metrics.items():
             mlflow.log_metrics({f"baseline_{name}_{k}": v for k, v in values.items()})
-        mlflow.log_figure(roc_figure(y_test, {"lightgbm": score, **baselines}), "plots/roc.png")
-        mlflow.log_figure(calibration_figure(y_test, score), "plots/calibration.png")
+        for path, figure in evaluation.figures.items():
+            mlflow.log_figure(figure, path)
         mlflow.log_dict(
-            dict(zip(features, booster.feature_importance("gain").tolist(), strict=True)),
+            dict(
+                zip(
+                    fitted.features,
+                    fitted.booster.feature_importance("gain").tolist(),
+                    strict=True,
+                )
+            ),
             "feature_importance_gain.json",
         )
 
-        example = test[features].head(5)
-        info = mlflow.lightgbm.log_model(
-            booster,
-            name="model",
-            # Stating the requirement spares MLflow seconds of probing the environment.
-            pip_requirements=[f"lightgbm=={lgb.__version__}"],
-            signature=infer_signature(example, predict(booster, example)),
-            input_example=example,
-            registered_model_name=task.registered_model,
+        registered = register(task, fitted, evaluation, frames)
+        decision = promote(task, registered, evaluation, frames.test)
+        mlflow.set_tags(
+            {
+                "promotion_decision": "promoted" if decision.promoted else "kept champion",
+                "promotion_reason": decision.reason,
+            }
         )
-        version = str(info.registered_model_version)
-        client = MlflowClient()
-        tiers = {f"tier_{t}": f"{np.quantile(score, q):.6f}" for t, q in TIER_QUANTILES.items()}
-        tags = {
-            "feature_service": task.feature_service,
-            "train_window": f"{windows['train'][0]:%Y-%m-%d}..{windows['valid'][1]:%Y-%m-%d}",
-            "test_window": f"{windows['test'][0]:%Y-%m-%d}..{windows['test'][1]:%Y-%m-%d}",
-            f"test_{task.primary_metric}": f"{metrics[task.primary_metric]:.6f}",
-            **tiers,
-        }
-        for key, value in tags.items():
-            client.set_model_version_tag(task.registered_model, version, key, value)
-        set_alias(task.registered_model, CHALLENGER, version)
-
-        try:
-            champion_value = _champion_metric(task, test)
-            reason = check_gate(
-                task.primary_metric,
-                metrics[task.primary_metric],
-                champion_value,
-                {n: m[task.primary_metric] for n, m in baseline_metrics.items()},
-                task.promotion_margin,
-            )
-            promoted = True
-            set_alias(task.registered_model, CHAMPION, version)
-        except GateFailed as failure:
-            promoted, reason = False, str(failure)
-        decision = "promoted" if promoted else "kept champion"
-        logger.info("%s v%s: %s (%s)", task.registered_model, version, decision, reason)
-        for key, value in {"promotion_decision": decision, "promotion_reason": reason}.items():
-            client.set_model_version_tag(task.registered_model, version, key, value)
-            mlflow.set_tag(key, value)
         return TrainOutcome(
             task=task.name,
             run_id=run.info.run_id,
-            model_version=version,
-            metrics=metrics,
-            baseline_metrics=baseline_metrics,
-            promoted=promoted,
-            reason=reason,
+            model_version=registered.version,
+            metrics=evaluation.metrics,
+            baseline_metrics=evaluation.baseline_metrics,
+            promoted=decision.promoted,
+            reason=decision.reason,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,8 +13,6 @@ import numpy as np
 import optuna
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
-
-from training.evaluate import binary_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +36,10 @@ class TuneResult:
     n_trials: int
 
 
-def base_params(objective: str, seed: int) -> dict[str, Any]:
-    """LightGBM settings every trial shares: deterministic, quiet, two threads."""
-    return {
-        "objective": objective,
+def base_params(objective: dict[str, Any], seed: int) -> dict[str, Any]:
+    """LightGBM settings every trial shares: the objective's, deterministic, quiet, two
+    threads."""
+    return objective | {
         "verbosity": -1,
         "seed": seed,
         "deterministic": True,
@@ -71,12 +70,15 @@ def tune_task(
     study_name: str,
     storage: str,
     fixed_params: dict[str, Any],
-    train: tuple[pd.DataFrame, pd.Series],
-    valid: tuple[pd.DataFrame, pd.Series],
+    train: tuple[pd.DataFrame, np.ndarray],
+    valid: tuple[pd.DataFrame, np.ndarray],
     spec: TuneSpec,
     seed: int,
+    metrics: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+    primary_metric: str,
 ) -> TuneResult:
-    """Run (or resume) an Optuna study maximizing validation ROC-AUC.
+    """Run (or resume) an Optuna study maximizing ``primary_metric`` of ``metrics`` on the
+    validation rows.
 
     Each trial fits LightGBM (``fixed_params`` plus the sampled ones) with early stopping
     on ``valid`` and is logged as a nested MLflow run under the active run. The study
@@ -88,7 +90,7 @@ def tune_task(
     dataset_params = {"feature_pre_filter": False}
     train_set = lgb.Dataset(*train, params=dataset_params, free_raw_data=False)
     valid_set = lgb.Dataset(*valid, reference=train_set, params=dataset_params, free_raw_data=False)
-    y_valid = valid[1].to_numpy()
+    y_valid = valid[1]
 
     def run_trial(trial: optuna.Trial) -> float:
         params = fixed_params | suggest_params(trial)
@@ -100,18 +102,19 @@ def tune_task(
             callbacks=[lgb.early_stopping(spec.early_stopping_rounds, verbose=False)],
         )
         score = booster.predict(valid[0], num_iteration=booster.best_iteration)
-        metrics = binary_metrics(y_valid, np.asarray(score))
+        values = metrics(y_valid, np.asarray(score))
         trial.set_user_attr("best_iteration", booster.best_iteration)
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
             mlflow.log_params(trial.params | {"best_iteration": booster.best_iteration})
-            mlflow.log_metrics({f"valid_{k}": v for k, v in metrics.items()})
+            mlflow.log_metrics({f"valid_{k}": v for k, v in values.items()})
         logger.info(
-            "trial %d: valid roc_auc %.4f (%d rounds)",
+            "trial %d: valid %s %.4f (%d rounds)",
             trial.number,
-            metrics["roc_auc"],
+            primary_metric,
+            values[primary_metric],
             booster.best_iteration,
         )
-        return metrics["roc_auc"]
+        return values[primary_metric]
 
     study = optuna.create_study(
         study_name=study_name,

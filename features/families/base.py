@@ -106,7 +106,7 @@ class Records:
 
     customer: np.ndarray  # int64 position in the grid's customers
     day: np.ndarray  # float64 days since the origin (negative before it)
-    week: np.ndarray  # int64 weeks since the origin
+    week: np.ndarray  # int32 weeks since the origin
     keep: np.ndarray | None = None  # bool, which rows of the source table these are
 
     @property
@@ -217,7 +217,7 @@ class SnapshotGrid:
         the last as-of date (anything later feeds no snapshot)."""
         customer = self.customer_codes(table[ENTITY_KEY])
         ns = table[ts_column].to_numpy(dtype="datetime64[ns]").view(np.int64) - self.origin_ns
-        week = ns // _WEEK_NS
+        week = (ns // _WEEK_NS).astype(np.int32)
         keep = (customer >= 0) & (week < self.last_week)
         if keep.all():  # the usual case for the newest snapshot: no copies
             return Records(customer, ns / _DAY_NS, week, keep)

@@ -70,7 +70,7 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     events = tables["events"]
     records = grid.records(events, "event_ts")
     bins = grid.bins(records)
-    kind = lookup(events["event_type"], list(EVENT_TYPES))[records.keep]
+    kind = lookup(events["event_type"], list(EVENT_TYPES)).astype(np.int8)[records.keep]
     out: dict[str, np.ndarray] = {}
 
     totals = bins.windows(

@@ -7,7 +7,7 @@ import pytest
 from custlab.settings import Settings
 from features.store import latest_as_of, read_features
 from serving.models import load_champion_model
-from serving.scoring import CHURN_ACTIONS, LoadedModel, score_rows, tier_of
+from serving.scoring import LoadedModel, score_rows
 from training.tasks import get_task
 
 
@@ -28,11 +28,13 @@ def latest_rows(demo_home) -> pd.DataFrame:
     [(0.95, "high"), (0.8, "high"), (0.79, "medium"), (0.6, "medium"), (0.1, "low")],
 )
 def test_tiers_follow_thresholds(score: float, tier: str):
-    assert tier_of(score, {"high": 0.8, "medium": 0.6}) == tier
+    policy = get_task("churn").policy
+    assert policy.decide(score, {"high": 0.8, "medium": 0.6}).name == tier
 
 
-def test_champion_carries_tier_thresholds(champion: LoadedModel):
-    assert 0 < champion.tier_thresholds["medium"] < champion.tier_thresholds["high"] < 1
+def test_champion_carries_tier_cuts(champion: LoadedModel):
+    cuts = champion.record.tier_cuts
+    assert 0 < cuts["medium"] < cuts["high"] < 1
     assert champion.feature_service == "churn_v1"
 
 
@@ -52,10 +54,11 @@ def test_more_days_since_last_order_never_lowers_churn_risk(champion, latest_row
 
 
 def test_answers_are_actionable(champion, latest_rows):
+    actions = {tier.name: tier.action for tier in get_task("churn").policy.tiers}
     scores = score_rows(champion, latest_rows)
-    assert {s.tier for s in scores} <= set(CHURN_ACTIONS)
+    assert {s.tier for s in scores} <= set(actions)
     for s in scores:
-        assert s.action == CHURN_ACTIONS[s.tier]
+        assert s.action == actions[s.tier]
         assert len(s.reasons) <= 3
         assert all(r.contribution > 0 for r in s.reasons)
         assert [r.contribution for r in s.reasons] == sorted(

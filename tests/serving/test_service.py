@@ -8,8 +8,10 @@ from custlab.settings import Settings
 from features.store import latest_as_of, read_features
 from serving.schemas import MAX_BATCH
 from serving.service import UNKNOWN_CUSTOMER, outside_population
+from training.tasks import get_task
 
 pytestmark = pytest.mark.integration
+CHURN = get_task("churn")
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,10 @@ def test_unknown_and_inactive_customers_are_flagged(client, latest):
     unknown, *rest = response.json()["predictions"]
     assert unknown["score"] is None and unknown["warnings"] == [UNKNOWN_CUSTOMER]
     for prediction in rest:
-        assert prediction["score"] is not None and outside_population(365) in prediction["warnings"]
+        assert (
+            prediction["score"] is not None
+            and outside_population(CHURN.population_rule) in prediction["warnings"]
+        )
 
 
 @pytest.mark.parametrize(

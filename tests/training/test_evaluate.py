@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from training.evaluate import binary_metrics, lift_at
+from training.objectives import binary_metrics, lift_at
 
 
 def test_lift_of_a_perfect_ranking_is_one_over_the_base_rate():

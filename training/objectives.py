@@ -1,0 +1,149 @@
+"""What differs between a binary, a regression and a multiclass model, said once.
+
+An objective names LightGBM's objective, turns labels into the targets LightGBM fits and
+a booster's raw margins into predictions, and scores predictions with its metric set.
+Every room predicts through :func:`training.model_input.predict` (training, serving,
+monitoring), so a score means the same thing wherever it is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit, softmax
+from scipy.stats import spearmanr
+from sklearn.metrics import (
+    average_precision_score,
+    balanced_accuracy_score,
+    brier_score_loss,
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+    roc_auc_score,
+)
+
+ObjectiveName = Literal["binary", "tweedie", "multiclass"]
+
+
+def lift_at(y_true: np.ndarray, score: np.ndarray, fraction: float = 0.1) -> float:
+    """Positive rate among the top ``fraction`` by score, over the overall positive rate."""
+    n_top = max(1, int(round(len(score) * fraction)))
+    top = np.argsort(-score, kind="stable")[:n_top]
+    base = float(np.mean(y_true))
+    return float(np.mean(y_true[top]) / base) if base > 0 else float("nan")
+
+
+def binary_metrics(y_true: np.ndarray, score: np.ndarray) -> dict[str, float]:
+    """ROC-AUC, PR-AUC, lift at 10% and, when ``score`` is a probability, the Brier score."""
+    y_true = np.asarray(y_true)
+    score = np.asarray(score, dtype=float)
+    metrics = {
+        "roc_auc": float(roc_auc_score(y_true, score)),
+        "pr_auc": float(average_precision_score(y_true, score)),
+        "lift_at_10pct": lift_at(y_true, score, 0.1),
+    }
+    if score.min() >= 0.0 and score.max() <= 1.0:
+        metrics["brier"] = float(brier_score_loss(y_true, score))
+    return metrics
+
+
+def gini(y_true: np.ndarray, score: np.ndarray) -> float:
+    """Gini of ``y_true`` ordered by ``score``: the share of the value a ranking gathers
+    early, against a random order (0) and the best possible one."""
+    order = np.argsort(-np.asarray(score, dtype=float), kind="stable")
+    value = np.asarray(y_true, dtype=float)[order]
+    total = value.sum()
+    if total == 0:
+        return float("nan")
+    n = value.size
+    return float(np.sum(np.cumsum(value) / total - (np.arange(1, n + 1) / n)) / n)
+
+
+def regression_metrics(y_true: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
+    """Normalized Gini (the ranking against a perfect one), MAE, Spearman, and the share
+    of the actual value held by the predicted top 10%."""
+    y_true = np.asarray(y_true, dtype=float)
+    prediction = np.asarray(prediction, dtype=float)
+    best = gini(y_true, y_true)
+    n_top = max(1, int(round(len(prediction) * 0.1)))
+    top = np.argsort(-prediction, kind="stable")[:n_top]
+    total = y_true.sum()
+    return {
+        "normalized_gini": gini(y_true, prediction) / best if best else float("nan"),
+        "mae": float(mean_absolute_error(y_true, prediction)),
+        "spearman": float(spearmanr(y_true, prediction).statistic),
+        "top_10pct_share": float(y_true[top].sum() / total) if total else float("nan"),
+    }
+
+
+def multiclass_metrics(y_true: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    """Macro-F1 and balanced accuracy of the most probable class, and the log loss.
+
+    ``y_true`` holds class codes; ``probability`` one column per class.
+    """
+    y_true = np.asarray(y_true, dtype=int)
+    probability = np.asarray(probability, dtype=float)
+    predicted = probability.argmax(axis=1)
+    classes = np.arange(probability.shape[1])
+    return {
+        "macro_f1": float(f1_score(y_true, predicted, average="macro", labels=classes)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, predicted)),
+        "log_loss": float(log_loss(y_true, np.clip(probability, 1e-15, 1), labels=classes)),
+    }
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One kind of model output.
+
+    Attributes:
+        name: ``binary`` (a probability), ``tweedie`` (an expected non-negative amount)
+            or ``multiclass`` (a probability per class).
+        metrics: Scores predictions against labels (class codes for multiclass).
+        from_margin: Raw margins (what ``pred_contrib`` adds up to) to predictions.
+    """
+
+    name: ObjectiveName
+    metrics: Callable[[np.ndarray, np.ndarray], dict[str, float]]
+    from_margin: Callable[[np.ndarray], np.ndarray]
+
+    def params(self, classes: Sequence[str] = ()) -> dict[str, Any]:
+        """LightGBM's objective settings."""
+        if self.name == "multiclass":
+            return {"objective": "multiclass", "num_class": len(classes)}
+        if self.name == "tweedie":
+            # Spend: many zeros and a long tail; 1.5 sits between Poisson and gamma.
+            return {"objective": "tweedie", "tweedie_variance_power": 1.5}
+        return {"objective": "binary"}
+
+    def targets(self, labels: pd.Series, classes: Sequence[str] = ()) -> np.ndarray:
+        """Labels as LightGBM fits them: class codes in ``classes`` order for multiclass.
+
+        Raises:
+            ValueError: A label is missing, or not one of ``classes``.
+        """
+        if self.name == "multiclass":
+            codes = pd.Categorical(labels, categories=list(classes)).codes
+            if (codes < 0).any():
+                unknown = sorted(set(labels[codes < 0].astype(str)))
+                raise ValueError(f"labels outside the task's classes: {', '.join(unknown)}")
+            return codes.astype(np.int64)
+        values = pd.to_numeric(labels, errors="raise").to_numpy(dtype=np.float64)
+        if np.isnan(values).any():
+            raise ValueError("missing labels")
+        return values
+
+
+def _multiclass_margin(margin: np.ndarray) -> np.ndarray:
+    return softmax(margin, axis=1)
+
+
+OBJECTIVES: dict[str, Objective] = {
+    "binary": Objective("binary", binary_metrics, expit),
+    "tweedie": Objective("tweedie", regression_metrics, np.exp),
+    "multiclass": Objective("multiclass", multiclass_metrics, _multiclass_margin),
+}

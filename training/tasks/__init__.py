@@ -1,0 +1,44 @@
+"""The tasks: one module each, found by discovery.
+
+A task is a module of this package that defines ``TASK``, a
+:class:`~training.tasks.base.TaskSpec`. Adding a task is one new module here plus its
+feature service in ``feature_repo/``; nothing else lists the tasks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from features.errors import CustlabError
+from training.tasks.base import TaskSpec
+
+# The order the summary and `--task all` take.
+_FIRST = ("churn", "propensity", "clv", "lifecycle")
+
+
+def _discover() -> dict[str, TaskSpec]:
+    found: dict[str, TaskSpec] = {}
+    for module in pkgutil.iter_modules(__path__):
+        task = getattr(importlib.import_module(f"{__name__}.{module.name}"), "TASK", None)
+        if isinstance(task, TaskSpec):
+            found[task.name] = task
+    first = [name for name in _FIRST if name in found]
+    return {name: found[name] for name in first + sorted(set(found) - set(first))}
+
+
+TASKS: dict[str, TaskSpec] = _discover()
+
+
+def get_task(name: str) -> TaskSpec:
+    """Look up a task spec by name.
+
+    Raises:
+        CustlabError: ``name`` is not a known task; the message lists the known ones.
+    """
+    if name not in TASKS:
+        raise CustlabError(f"unknown task '{name}'; known tasks: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+__all__ = ["TASKS", "TaskSpec", "get_task"]
