@@ -3,7 +3,9 @@ Python object per row."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -37,5 +39,23 @@ def lookup(values: pd.Series, vocabulary: pa.Array | Sequence[str]) -> np.ndarra
     array = to_arrow_strings(values)
     if array.type != vocab.type:
         array = array.cast(vocab.type)
+    threads = os.cpu_count() or 1
+    if len(array) < _PARALLEL_ROWS or threads == 1:
+        return _index_in(array, vocab)
+    # Arrow releases the GIL while it probes: slices are looked up side by side.
+    bounds = np.linspace(0, len(array), threads + 1).astype(int)
+    with ThreadPoolExecutor(threads) as pool:
+        parts = pool.map(
+            lambda span: _index_in(array.slice(span[0], span[1] - span[0]), vocab),
+            zip(bounds[:-1], bounds[1:], strict=True),
+        )
+        return np.concatenate(list(parts))
+
+
+# Below this many values one thread is quicker than splitting the work.
+_PARALLEL_ROWS = 2_000_000
+
+
+def _index_in(array: pa.Array, vocab: pa.Array) -> np.ndarray:
     found = pc.index_in(array, value_set=vocab)
     return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)

@@ -245,26 +245,30 @@ class WeekBins:
         self.records = records
         self._row_column = grid.row_week + 1
         self._date_column = grid.date_week + 1
-        self._segment_cache: dict[bytes, np.ndarray] = {}
+        self._cell_cache: dict[bytes, np.ndarray] = {}
 
     def _cuts(self, offsets: set[int]) -> np.ndarray:
         """The bin boundaries ``k + 1 - offset`` of every as-of date, sorted."""
         return np.unique(np.concatenate([self._date_column - o for o in offsets]))
 
     def _segment(self, cuts: np.ndarray) -> np.ndarray:
-        """Each record's segment between ``cuts`` (``cuts.size``: no window reads it).
+        """Each record's segment between ``cuts`` (``cuts.size``: no window reads it)."""
+        return np.searchsorted(cuts.astype(np.int32), self.column, side="right")
+
+    def _cell(self, cuts: np.ndarray) -> np.ndarray:
+        """Each record's (customer, segment) cell, ``customer * (m + 1) + segment`` for
+        ``m`` cuts: segment ``m`` is a spare one no window reads.
 
         The last set of cuts is remembered: a family asks several windows over the same
-        cuts in a row, and one search over tens of millions of events is worth doing once.
+        cuts in a row, and one pass over tens of millions of events is worth doing once.
         """
         key = cuts.tobytes()
-        if key not in self._segment_cache:
-            self._segment_cache = {
-                key: np.searchsorted(cuts.astype(np.int32), self.column, side="right").astype(
-                    np.int32
-                )
-            }
-        return self._segment_cache[key]
+        if key not in self._cell_cache:
+            self._cell_cache = {}  # let the previous cells go before making new ones
+            cell = self.records.customer * (cuts.size + 1)
+            cell += self._segment(cuts)
+            self._cell_cache = {key: cell}
+        return self._cell_cache[key]
 
     def reads_back(self, weeks: int) -> np.ndarray:
         """Which records a window of at most ``weeks`` weeks before some as-of date can
@@ -289,12 +293,10 @@ class WeekBins:
             if cuts[0] == 0:  # reduceat repeats a column for an empty first segment
                 sums[:, 0] = 0.0
         elif customer is None:
-            segment = self._segment(cuts)
             # Beyond the last cut (segment m) no window reads a record: one spare column
             # takes them and is dropped, cheaper than selecting the others.
-            cell = self.records.customer * (m + 1) + segment
             sums = np.bincount(
-                cell,
+                self._cell(cuts),
                 weights=None if weights is None else weights.astype(np.float64, copy=False),
                 minlength=n * (m + 1),
             ).reshape(n, m + 1)[:, :m]
@@ -357,11 +359,16 @@ class WeekBins:
         cuts = self._plan(spans)
         n, m = self.grid.customers, cuts.size
         # Records in no group, or read by no window, fall into one spare slot per customer.
-        slot = np.where(
-            group >= 0, self._segment(cuts).astype(np.int64) * groups + group, m * groups
-        )
         width = m * groups + 1
-        counts = np.bincount(self.records.customer * width + slot, minlength=n * width)
+        slot = self._segment(cuts)
+        unread = (group < 0) | (slot >= m)
+        slot *= groups
+        slot += group
+        slot[unread] = m * groups
+        del unread
+        slot += self.records.customer * width
+        counts = np.bincount(slot, minlength=n * width)
+        del slot
         cum = np.cumsum(counts.reshape(n, width)[:, :-1].reshape(n, m, groups), axis=1)
         return [self._read(cum[:, :, g], cuts, spans) for g in range(groups)]
 
@@ -406,7 +413,7 @@ class WeekBins:
         day = self.records.day if mask is None else np.where(mask, self.records.day, -np.inf)
         # Segment m (after the last cut) is a spare column no row reads.
         latest = np.full(n * (m + 1), -np.inf)
-        np.maximum.at(latest, self.records.customer * (m + 1) + self._segment(cuts), day)
+        np.maximum.at(latest, self._cell(cuts), day)
         running = np.maximum.accumulate(latest.reshape(n, m + 1)[:, :m], axis=1)
         value = running[self.grid.row_customer, np.searchsorted(cuts, self._row_column - end)]
         return np.where(np.isfinite(value), value, np.nan)
