@@ -197,7 +197,7 @@ def demo(
     timeout: Timeout = 300.0,
     scenario: Scenarios = None,
 ) -> None:
-    """Run the main job: simulate, build features, train churn, check drift, summarize."""
+    """Run the main job: simulate, build features, train the four tasks, check drift, summarize."""
     from custlab import pipeline
     from training.tune import TuneSpec
 

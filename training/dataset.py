@@ -55,7 +55,12 @@ def training_frame(
             f"no as-of date has a matured {task.name} label: the history must span more "
             f"than the {task.horizon_days}-day horizon"
         )
-    plan = plan_split(pd.DatetimeIndex(labels[EVENT_TIMESTAMP].unique()), task.horizon_days, split)
+    plan = plan_split(
+        pd.DatetimeIndex(labels[EVENT_TIMESTAMP].unique()),
+        task.horizon_days,
+        split,
+        by_customer=task.split_by_customer,
+    )
     labels = labels[labels[EVENT_TIMESTAMP].isin(plan.dates)]
     frame = historical_features(store, labels, refs)
     features = [ref.split(":", 1)[1] for ref in refs]

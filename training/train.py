@@ -56,10 +56,11 @@ class SplitFrames:
         return pd.concat([self.train, self.valid], ignore_index=True)
 
     def describe(self) -> str:
-        return "; ".join(
+        parts = "; ".join(
             f"{part} {Window.of(getattr(self.plan, part))} ({len(getattr(self, part)):,} rows)"
             for part in PARTS
         )
+        return f"{parts}; {self.plan.describe()}"
 
 
 @dataclass(frozen=True)

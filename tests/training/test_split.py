@@ -34,3 +34,20 @@ def test_spec_refuses_unknown_and_out_of_range_values():
         SplitSpec(test_dates=0)
     with pytest.raises(ValueError):
         SplitSpec(shuffle=True)
+
+
+def test_a_split_by_customer_keeps_every_customer_in_one_part():
+    plan = plan_split(WEEKS[:40], 365, SplitSpec(), by_customer=True)
+    assert list(plan.test) == list(WEEKS[36:40]) and plan.valid[-1] < plan.test[0]
+    frame = pd.DataFrame(
+        [(f"c{i}", t) for i in range(400) for t in WEEKS[:40]],
+        columns=["customer_id", "event_timestamp"],
+    )
+    parts = {p: set(plan.part(frame, p)["customer_id"]) for p in PARTS}
+    assert all(parts.values())
+    assert not parts["train"] & parts["test"] and not parts["valid"] & parts["test"]
+    assert not parts["train"] & parts["valid"]
+    # About a fifth of the customers are held out for the test.
+    assert 0.12 < len(parts["test"]) / 400 < 0.28
+    with pytest.raises(CustlabError, match=r"365-day purge gaps"):
+        plan_split(WEEKS[:40], 365, SplitSpec())

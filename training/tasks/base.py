@@ -102,6 +102,9 @@ class TaskSpec:
         classes: The classes of a multiclass task, in code order.
         monotone: Features the prediction may only rise (1) or only fall (-1) with.
         promotion_margin: How much the challenger must beat the champion by.
+        split_by_customer: Keep customers apart across train, validation and test
+            instead of purging one horizon between them (a horizon too long for two
+            gaps in the history; see :mod:`training.split`).
     """
 
     name: str
@@ -120,6 +123,7 @@ class TaskSpec:
     classes: tuple[str, ...] = ()
     monotone: Mapping[str, Literal[-1, 1]] = field(default_factory=dict)
     promotion_margin: float = 0.002
+    split_by_customer: bool = False
 
     def __post_init__(self) -> None:
         if self.horizon_days <= 0:

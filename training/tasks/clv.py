@@ -35,4 +35,6 @@ TASK = TaskSpec(
     ),
     population=has_bought,
     population_rule="customers with at least one purchase",
+    # Two 365-day purge gaps do not fit in two years of history.
+    split_by_customer=True,
 )
