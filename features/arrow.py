@@ -42,14 +42,17 @@ def lookup(values: pd.Series, vocabulary: pa.Array | Sequence[str]) -> np.ndarra
     threads = os.cpu_count() or 1
     if len(array) < _PARALLEL_ROWS or threads == 1:
         return _index_in(array, vocab)
-    # Arrow releases the GIL while it probes: slices are looked up side by side.
+    # Arrow releases the GIL while it probes: slices are looked up side by side, each
+    # into its own part of one result.
     bounds = np.linspace(0, len(array), threads + 1).astype(int)
+    codes = np.empty(len(array), dtype=np.int64)
+
+    def fill(start: int, end: int) -> None:
+        codes[start:end] = _index_in(array.slice(start, end - start), vocab)
+
     with ThreadPoolExecutor(threads) as pool:
-        parts = pool.map(
-            lambda span: _index_in(array.slice(span[0], span[1] - span[0]), vocab),
-            zip(bounds[:-1], bounds[1:], strict=True),
-        )
-        return np.concatenate(list(parts))
+        list(pool.map(fill, bounds[:-1], bounds[1:]))
+    return codes
 
 
 # Below this many values one thread is quicker than splitting the work.
@@ -58,4 +61,4 @@ _PARALLEL_ROWS = 2_000_000
 
 def _index_in(array: pa.Array, vocab: pa.Array) -> np.ndarray:
     found = pc.index_in(array, value_set=vocab)
-    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)

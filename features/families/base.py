@@ -217,7 +217,8 @@ class SnapshotGrid:
         the last as-of date (anything later feeds no snapshot)."""
         customer = self.customer_codes(table[ENTITY_KEY])
         ns = table[ts_column].to_numpy(dtype="datetime64[ns]").view(np.int64) - self.origin_ns
-        week = (ns // _WEEK_NS).astype(np.int32)
+        week = np.empty(ns.size, dtype=np.int32)  # no int64 weeks on the way
+        np.floor_divide(ns, _WEEK_NS, out=week, casting="unsafe")
         keep = (customer >= 0) & (week < self.last_week)
         if keep.all():  # the usual case for the newest snapshot: no copies
             return Records(customer, ns / _DAY_NS, week, keep)
@@ -287,11 +288,12 @@ class WeekBins:
         bins ``< cuts[i]``."""
         n, m = self.grid.customers, cuts.size
         if per_bin is not None:
-            padded = np.concatenate([per_bin, np.zeros((n, 1), dtype=per_bin.dtype)], axis=1)
-            starts = np.concatenate([[0], cuts])
-            sums = np.add.reduceat(padded, starts, axis=1, dtype=np.float64)[:, :m]
-            if cuts[0] == 0:  # reduceat repeats a column for an empty first segment
-                sums[:, 0] = 0.0
+            # Slice by slice, so bytes are summed without a wide copy of every bin.
+            bounds = np.concatenate([[0], np.minimum(cuts, per_bin.shape[1])])
+            sums = np.zeros((n, m))
+            for i in range(m):
+                if bounds[i + 1] > bounds[i]:
+                    sums[:, i] = per_bin[:, bounds[i] : bounds[i + 1]].sum(axis=1, dtype=np.int64)
         elif customer is None:
             # Beyond the last cut (segment m) no window reads a record: one spare column
             # takes them and is dropped, cheaper than selecting the others.
