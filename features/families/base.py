@@ -362,6 +362,7 @@ class WeekBins:
         n, m = self.grid.customers, cuts.size
         # Records in no group, or read by no window, fall into one spare slot per customer.
         width = m * groups + 1
+        self._cell_cache = {}  # cells of other windows: let them go before this pass
         slot = self._segment(cuts)
         unread = (group < 0) | (slot >= m)
         slot *= groups

@@ -72,6 +72,11 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     bins = grid.bins(records)
     kind = lookup(events["event_type"], list(EVENT_TYPES)).astype(np.int8)[records.keep]
     out: dict[str, np.ndarray] = {}
+    # Sessions first: their temporaries are the largest, and no window cells are held yet.
+    if "session_id" in events:
+        out |= _sessions(bins, events["session_id"], TYPE_WINDOWS_WEEKS)
+    else:
+        out |= {f"sessions_{w}w": np.full(grid.rows, np.nan) for w in TYPE_WINDOWS_WEEKS}
 
     totals = bins.windows(
         [(w, 0) for w in TOTAL_WINDOWS_WEEKS] + [(EARLIER_WEEKS + RECENT_WEEKS, RECENT_WEEKS)]
@@ -82,10 +87,6 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
     by_kind = bins.grouped_windows([(w, 0) for w in TYPE_WINDOWS_WEEKS], kind, len(EVENT_TYPES))
     for name, values in zip(EVENT_TYPES, by_kind, strict=True):
         out |= {f"{name}_{w}w": v for w, v in zip(TYPE_WINDOWS_WEEKS, values, strict=True)}
-    if "session_id" in events:
-        out |= _sessions(bins, events["session_id"], TYPE_WINDOWS_WEEKS)
-    else:
-        out |= {f"sessions_{w}w": np.full(grid.rows, np.nan) for w in TYPE_WINDOWS_WEEKS}
 
     longest = max(TYPE_WINDOWS_WEEKS)
     active = POPCOUNT[bins.day_marks(weeks=longest)]
