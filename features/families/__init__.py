@@ -9,9 +9,7 @@ lists the families.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from features.discovery import discover
 from features.families.base import Feature, FeatureFamily
 
 # The families every source has come first; then alphabetical.
@@ -19,19 +17,14 @@ _FIRST = ("orders", "segments")
 
 
 def _discover() -> dict[str, FeatureFamily]:
-    found: dict[str, FeatureFamily] = {}
-    for module in pkgutil.iter_modules(__path__):
-        family = getattr(importlib.import_module(f"{__name__}.{module.name}"), "FAMILY", None)
-        if isinstance(family, FeatureFamily):
-            found[family.name] = family
+    found = discover(__name__, __path__, "FAMILY", FeatureFamily, _FIRST)
     seen: dict[str, str] = {}
     for family in found.values():
         for name in family.feature_names:
             if name in seen:
                 raise ValueError(f"feature {name!r} is declared by {seen[name]} and {family.name}")
             seen[name] = family.name
-    first = [name for name in _FIRST if name in found]
-    return {name: found[name] for name in first + sorted(set(found) - set(first))}
+    return found
 
 
 FAMILIES: dict[str, FeatureFamily] = _discover()

@@ -7,9 +7,7 @@ feature service in ``feature_repo/``; nothing else lists the tasks.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from features.discovery import discover
 from features.errors import CustlabError
 from training.tasks.base import TaskSpec
 
@@ -17,17 +15,7 @@ from training.tasks.base import TaskSpec
 _FIRST = ("churn", "propensity", "clv", "lifecycle")
 
 
-def _discover() -> dict[str, TaskSpec]:
-    found: dict[str, TaskSpec] = {}
-    for module in pkgutil.iter_modules(__path__):
-        task = getattr(importlib.import_module(f"{__name__}.{module.name}"), "TASK", None)
-        if isinstance(task, TaskSpec):
-            found[task.name] = task
-    first = [name for name in _FIRST if name in found]
-    return {name: found[name] for name in first + sorted(set(found) - set(first))}
-
-
-TASKS: dict[str, TaskSpec] = _discover()
+TASKS: dict[str, TaskSpec] = discover(__name__, __path__, "TASK", TaskSpec, _FIRST)
 
 
 def get_task(name: str) -> TaskSpec:
