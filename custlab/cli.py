@@ -193,8 +193,8 @@ def demo(
     customers: Customers = 30_000,
     weeks: Weeks = 104,
     seed: Seed = 7,
-    trials: Trials = 10,
-    timeout: Timeout = 300.0,
+    trials: Trials = 4,
+    timeout: Timeout = 60.0,
     scenario: Scenarios = None,
 ) -> None:
     """Run the main job: simulate, build features, train the four tasks, check drift, summarize."""
