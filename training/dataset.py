@@ -65,11 +65,21 @@ def training_frame(
     frame = historical_features(store, labels, refs)
     features = [ref.split(":", 1)[1] for ref in refs]
     logger.info(
-        "training frame: %d rows over %d as-of dates, %d features from %s, %.1f%% positive",
+        "training frame: %d rows over %d as-of dates, %d features from %s; label %s",
         len(frame),
         frame[EVENT_TIMESTAMP].nunique(),
         len(features),
         ", ".join(families or published),
-        100 * frame[task.label].mean(),
+        describe_label(frame[task.label]),
     )
     return frame, features, plan
+
+
+def describe_label(label: pd.Series) -> str:
+    """A label's distribution in a few words: the share of each class, or the mean."""
+    if label.dtype == object or isinstance(label.dtype, pd.CategoricalDtype):
+        shares = label.value_counts(normalize=True)
+        return ", ".join(f"{name} {share:.1%}" for name, share in shares.items())
+    if set(label.dropna().unique()) <= {0, 1}:
+        return f"{label.mean():.1%} positive"
+    return f"mean {label.mean():.2f}"
