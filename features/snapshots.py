@@ -108,14 +108,11 @@ def build_snapshots(
     present = [name for name in wanted if FAMILIES[name].available(tables)]
     # Families are independent given the grid, and their heavy steps (Arrow lookups,
     # sorts, array arithmetic) release the GIL: two threads keep both cores busy. The
-    # family with the largest source table comes last, beside the small ones only, so
-    # the memory it takes never adds to that of another large family.
-    order = sorted(present, key=lambda name: len(tables[FAMILIES[name].source]))
-    order = (
-        [name for name in present if name != order[-1]][:2]
-        + [order[-1]]
-        + [name for name in present if name != order[-1]][2:]
-    )
+    # first two others run together; the family with the largest source table starts
+    # after them, beside the small ones, so its memory never adds to another large one's.
+    largest = sorted(present, key=lambda name: len(tables[FAMILIES[name].source]))[-1:]
+    others = [name for name in present if name not in largest]
+    order = others[:2] + largest + others[2:]
     with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
         frames = pool.map(lambda name: family_frame(FAMILIES[name], grid, tables), order)
         built = dict(zip(order, frames, strict=True))
