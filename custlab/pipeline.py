@@ -171,9 +171,10 @@ def check_serving(settings: Settings) -> None:
 
 def describe_training(outcome: TrainOutcome) -> str:
     lines = [f"custlab-{outcome.task} v{outcome.model_version} (run {outcome.run_id})"]
-    lines.append("  test   " + "  ".join(f"{k} {v:.4f}" for k, v in outcome.metrics.items()))
-    for name, metrics in outcome.baseline_metrics.items():
-        lines.append(f"  {name:<14}" + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    width = max(map(len, ["test", *outcome.baseline_metrics])) + 2
+    rows = {"test": outcome.metrics, **outcome.baseline_metrics}
+    for name, metrics in rows.items():
+        lines.append(f"  {name:<{width}}" + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     verdict = "promoted to champion" if outcome.promoted else "not promoted"
     lines.append(f"  {verdict}: {outcome.reason}")
     return "\n".join(lines)
