@@ -9,7 +9,9 @@ matplotlib.use("Agg")  # plots are written to files; no display on servers or in
 
 from typing import TYPE_CHECKING
 
+import lightgbm as lgb
 import matplotlib.pyplot as plt
+import mlflow
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -99,3 +101,21 @@ def evidence_figures(
             )
         }
     return {"plots/deciles.png": decile_figure(target, prediction)}
+
+
+def log_evidence(
+    task: TaskSpec,
+    booster: lgb.Booster,
+    test: pd.DataFrame,
+    prediction: np.ndarray,
+    baselines: dict[str, np.ndarray],
+) -> None:
+    """Log the test window's evidence to the active MLflow run: the plots (PNG) and the
+    feature importance (JSON)."""
+    for path, figure in evidence_figures(task, test, prediction, baselines).items():
+        mlflow.log_figure(figure, path)
+        plt.close(figure)
+    importance = booster.feature_importance("gain").tolist()
+    mlflow.log_dict(
+        dict(zip(booster.feature_name(), importance, strict=True)), "feature_importance_gain.json"
+    )

@@ -13,12 +13,11 @@ import lightgbm as lgb
 import mlflow
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from mlflow.models import infer_signature
 
 from features.contract import EVENT_TIMESTAMP
 from features.errors import CustlabError
-from training.evaluate import evidence_figures
+from training.evaluate import log_evidence
 from training.model_input import model_frame, predict
 from training.record import ModelRecord, Window, fingerprint
 from training.registry import (
@@ -77,7 +76,7 @@ class Evaluation:
     metrics: dict[str, float]
     baseline_metrics: dict[str, dict[str, float]]
     prediction: np.ndarray
-    figures: dict[str, Figure]
+    baseline_predictions: dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -164,7 +163,7 @@ def evaluate(task: TaskSpec, booster: lgb.Booster, frames: SplitFrames) -> Evalu
         metrics=task.metrics(frames.test, prediction),
         baseline_metrics={name: task.metrics(frames.test, p) for name, p in baselines.items()},
         prediction=prediction,
-        figures=evidence_figures(task, frames.test, prediction, baselines),
+        baseline_predictions=baselines,
     )
 
 
@@ -292,17 +291,12 @@ def train_task(
         mlflow.log_metrics({f"test_{k}": v for k, v in evaluation.metrics.items()})
         for name, values in evaluation.baseline_metrics.items():
             mlflow.log_metrics({f"baseline_{name}_{k}": v for k, v in values.items()})
-        for path, figure in evaluation.figures.items():
-            mlflow.log_figure(figure, path)
-        mlflow.log_dict(
-            dict(
-                zip(
-                    fitted.features,
-                    fitted.booster.feature_importance("gain").tolist(),
-                    strict=True,
-                )
-            ),
-            "feature_importance_gain.json",
+        log_evidence(
+            task,
+            fitted.booster,
+            frames.test,
+            evaluation.prediction,
+            evaluation.baseline_predictions,
         )
 
         registered = register(task, fitted, evaluation, frames)
