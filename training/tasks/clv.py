@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from features.labels import clv_labels
-from training import baselines
+from training import baselines, btyd
 from training.objectives import OBJECTIVES
 from training.tasks.base import ScoreTiers, TaskSpec, Tier
 
@@ -25,7 +25,10 @@ TASK = TaskSpec(
     objective=OBJECTIVES["tweedie"],
     feature_service="clv_v1",
     primary_metric="normalized_gini",
-    baselines={"last_year_spend": baselines.last_year_spend},
+    baselines={
+        "last_year_spend": baselines.last_year_spend,
+        "bgnbd_gamma_gamma": btyd.bgnbd_gamma_gamma,
+    },
     policy=ScoreTiers(
         (
             Tier("top", "protect: service level and loyalty benefits", share=0.1),
