@@ -245,11 +245,20 @@ def online_store(args: argparse.Namespace) -> list[dict]:
     return table.to_dict("records")
 
 
+def cdnow_clv(args: argparse.Namespace) -> list[dict]:
+    """Customer value on the CDNOW holdout: BG/NBD + Gamma-Gamma (the published protocol
+    and custlab's baseline) against LightGBM trained through custlab's CLV task."""
+    from benchmarks.cdnow_clv import compare
+
+    return compare(n_trials=args.trials)
+
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[dict]]] = {
     "serving_churn": serving_churn,
     "simulate_world": simulate_world,
     "feature_snapshot": feature_snapshot,
     "online_store": online_store,
+    "cdnow_clv": cdnow_clv,
 }
 
 
@@ -295,6 +304,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--trials", type=int, default=20, help="Optuna trials (cdnow_clv)")
     args = parser.parse_args()
     started = datetime.now(UTC)
     rows = [row for name in args.only or BENCHMARKS for row in BENCHMARKS[name](args)]
