@@ -48,7 +48,7 @@ def monitor_task(settings: Settings, task: TaskSpec) -> MonitorReport:
     rows = read_features(settings, features, dates)
     # The same population rule the task trains and serves on.
     rows = rows[task.population(rows)].reset_index(drop=True)
-    prediction = predict(booster, rows)
+    prediction = predict(booster, rows, record.calibration)
     # One number per row: a multiclass model's is the probability of its top class.
     rows["prediction"] = prediction.max(axis=1) if prediction.ndim == 2 else prediction
     current = rows[rows[EVENT_TIMESTAMP] == latest]

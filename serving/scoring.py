@@ -84,7 +84,13 @@ def score_rows(model: LoadedModel, rows: pd.DataFrame, top_reasons: int = 3) -> 
         prediction = task.objective.from_margin(per_class.sum(axis=2))
         contributions = per_class[np.arange(len(rows)), prediction.argmax(axis=1), :-1]
     else:
-        prediction = task.objective.from_margin(contributions.sum(axis=1))
+        margin = contributions.sum(axis=1)
+        calibration = model.record.calibration
+        prediction = (
+            task.objective.from_margin(margin)
+            if calibration is None
+            else calibration.probability(margin)
+        )
         contributions = contributions[:, :-1]
     scores = []
     for i, p in enumerate(prediction):

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.families import feature_kinds
+from training.calibration import Calibration
 
 
 def categorical_features(features: Sequence[str]) -> list[str]:
@@ -66,6 +67,12 @@ def model_matrix(booster: lgb.Booster, rows: pd.DataFrame) -> np.ndarray:
     return matrix
 
 
-def predict(booster: lgb.Booster, rows: pd.DataFrame) -> np.ndarray:
-    """The booster's prediction for ``rows`` (probabilities for a binary objective)."""
-    return np.asarray(booster.predict(model_matrix(booster, rows)))
+def predict(
+    booster: lgb.Booster, rows: pd.DataFrame, calibration: Calibration | None = None
+) -> np.ndarray:
+    """The booster's prediction for ``rows`` (probabilities for a binary objective,
+    through ``calibration`` when the model carries one)."""
+    matrix = model_matrix(booster, rows)
+    if calibration is None:
+        return np.asarray(booster.predict(matrix))
+    return calibration.probability(np.asarray(booster.predict(matrix, raw_score=True)))

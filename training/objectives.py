@@ -26,6 +26,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from training.calibration import expected_calibration_error
+
 ObjectiveName = Literal["binary", "tweedie", "multiclass"]
 
 
@@ -38,7 +40,8 @@ def lift_at(y_true: np.ndarray, score: np.ndarray, fraction: float = 0.1) -> flo
 
 
 def binary_metrics(y_true: np.ndarray, score: np.ndarray) -> dict[str, float]:
-    """ROC-AUC, PR-AUC, lift at 10% and, when ``score`` is a probability, the Brier score."""
+    """ROC-AUC, PR-AUC, lift at 10% and, when ``score`` is a probability, the Brier score
+    and the expected calibration error."""
     y_true = np.asarray(y_true)
     score = np.asarray(score, dtype=float)
     metrics = {
@@ -48,6 +51,7 @@ def binary_metrics(y_true: np.ndarray, score: np.ndarray) -> dict[str, float]:
     }
     if score.min() >= 0.0 and score.max() <= 1.0:
         metrics["brier"] = float(brier_score_loss(y_true, score))
+        metrics["ece"] = expected_calibration_error(y_true, score)
     return metrics
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
 from features.errors import CustlabError
+from training.calibration import Calibration
 
 RECORD_TAG = "custlab.record"
 
@@ -58,6 +59,9 @@ class ModelRecord(BaseModel):
     metrics: dict[str, float] = Field(description="On the test window.")
     baseline_metrics: dict[str, dict[str, float]] = Field(default_factory=dict)
     tier_cuts: dict[str, float] = Field(default_factory=dict)
+    calibration: Calibration | None = Field(
+        None, description="Binary: maps the booster's margin to calibrated probabilities."
+    )
     data_fingerprint: str = Field(description="Hash of the labelled rows it was fitted on.")
 
     def write(self, model_name: str, version: str) -> None:

@@ -5,6 +5,7 @@ inside one MLflow run.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from mlflow.models import infer_signature
 
 from features.contract import EVENT_TIMESTAMP
 from features.errors import CustlabError
+from training.calibration import Calibration
 from training.evaluate import log_evidence
 from training.model_input import model_frame, predict
 from training.record import ModelRecord, Window, fingerprint
@@ -67,6 +69,7 @@ class Fitted:
     booster: lgb.Booster
     features: list[str]
     tuning: TuneResult
+    calibration: Calibration | None  # binary tasks: probabilities calibrated on valid
 
 
 @dataclass(frozen=True)
@@ -132,9 +135,14 @@ def fit(
     fixed = base_params(task.objective.params(task.classes), seed) | {
         "monotone_constraints": task.monotone_constraints(features)
     }
+    # One study per task and data: a rerun on the same rows and features resumes it,
+    # anything new starts a new one.
     test_end = frames.plan.window("test")[1]
+    data = hashlib.sha256(
+        ",".join([fingerprint(frames.fit, task.label), *features]).encode()
+    ).hexdigest()[:12]
     tuning = tune_task(
-        study_name=f"{task.registered_model}-{test_end:%Y%m%d}",
+        study_name=f"{task.registered_model}-{test_end:%Y%m%d}-{data}",
         storage=storage,
         fixed_params=fixed,
         train=(model_frame(frames.train, features), task.targets(frames.train)),
@@ -144,23 +152,51 @@ def fit(
         metrics=task.objective.metrics,
         primary_metric=task.primary_metric,
     )
+    calibration = None
+    if task.objective.name == "binary":
+        calibration = calibrate(
+            tuning,
+            (model_frame(frames.train, features), task.targets(frames.train)),
+            (model_frame(frames.valid, features), task.targets(frames.valid)),
+        )
     rows = frames.fit
     booster = lgb.train(
         tuning.params,
         lgb.Dataset(model_frame(rows, features), task.targets(rows)),
         num_boost_round=max(tuning.best_iteration, 1),
     )
-    return Fitted(booster, features, tuning)
+    return Fitted(booster, features, tuning, calibration)
 
 
-def evaluate(task: TaskSpec, booster: lgb.Booster, frames: SplitFrames) -> Evaluation:
-    """The model and the task's baselines (fitted on the fit rows) on the test window."""
-    prediction = predict(booster, frames.test)
+def calibrate(
+    tuning: TuneResult,
+    train: tuple[pd.DataFrame, np.ndarray],
+    valid: tuple[pd.DataFrame, np.ndarray],
+) -> Calibration:
+    """Platt scaling fitted on the validation window's margins of the tuned model
+    trained without those rows (the best trial's own booster when this run has it)."""
+    rounds = max(tuning.best_iteration, 1)
+    booster = tuning.best_booster or lgb.train(
+        tuning.params, lgb.Dataset(*train), num_boost_round=rounds
+    )
+    margin = booster.predict(valid[0], raw_score=True, num_iteration=rounds)
+    return Calibration.fit(np.asarray(margin), valid[1])
+
+
+def evaluate(task: TaskSpec, fitted: Fitted, frames: SplitFrames) -> Evaluation:
+    """The model and the task's baselines (fitted on the fit rows) on the test window;
+    a calibrated model also reports its Brier score and calibration error before
+    calibration."""
+    prediction = predict(fitted.booster, frames.test, fitted.calibration)
+    metrics = task.metrics(frames.test, prediction)
+    if fitted.calibration is not None:
+        raw = task.metrics(frames.test, predict(fitted.booster, frames.test))
+        metrics |= {f"{name}_uncalibrated": raw[name] for name in ("brier", "ece")}
     baselines = {
         name: baseline(frames.fit, frames.test, task) for name, baseline in task.baselines.items()
     }
     return Evaluation(
-        metrics=task.metrics(frames.test, prediction),
+        metrics=metrics,
         baseline_metrics={name: task.metrics(frames.test, p) for name, p in baselines.items()},
         prediction=prediction,
         baseline_predictions=baselines,
@@ -179,7 +215,7 @@ def register(
         name="model",
         # Stating the requirement spares MLflow seconds of probing the environment.
         pip_requirements=[f"lightgbm=={lgb.__version__}"],
-        signature=infer_signature(example, predict(fitted.booster, example)),
+        signature=infer_signature(example, predict(fitted.booster, example, fitted.calibration)),
         input_example=example,
         registered_model_name=task.registered_model,
     )
@@ -196,6 +232,7 @@ def register(
         metrics=evaluation.metrics,
         baseline_metrics=evaluation.baseline_metrics,
         tier_cuts=task.policy.cuts(evaluation.prediction),
+        calibration=fitted.calibration,
         data_fingerprint=fingerprint(frames.fit, task.label),
     )
     record.write(task.registered_model, version)
@@ -212,7 +249,8 @@ def _champion_metric(task: TaskSpec, test: pd.DataFrame) -> float | None:
     missing = sorted(set(booster.feature_name()) - set(test.columns))
     if missing:
         raise GateFailed(f"champion v{version} needs features absent here: {', '.join(missing)}")
-    return task.metrics(test, predict(booster, test))[task.primary_metric]
+    calibration = ModelRecord.read(task.registered_model, version).calibration
+    return task.metrics(test, predict(booster, test, calibration))[task.primary_metric]
 
 
 def promote(
@@ -285,9 +323,15 @@ def train_task(
         fitted = fit(task, frames, feature_names, tune, storage, seed)
         mlflow.log_params({"n_features": len(fitted.features)})
         mlflow.log_params({f"best_{k}": v for k, v in fitted.tuning.params.items()})
-        mlflow.log_metric(f"best_valid_{task.primary_metric}", fitted.tuning.best_value)
+        mlflow.log_metrics(
+            {
+                f"best_valid_{task.primary_metric}": fitted.tuning.best_value,
+                "trials_finished": fitted.tuning.n_trials,
+                "trials_pruned": fitted.tuning.n_pruned,
+            }
+        )
 
-        evaluation = evaluate(task, fitted.booster, frames)
+        evaluation = evaluate(task, fitted, frames)
         mlflow.log_metrics({f"test_{k}": v for k, v in evaluation.metrics.items()})
         for name, values in evaluation.baseline_metrics.items():
             mlflow.log_metrics({f"baseline_{name}_{k}": v for k, v in values.items()})

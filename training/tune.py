@@ -1,8 +1,19 @@
-"""Optuna studies over LightGBM, every trial a nested MLflow run."""
+"""Optuna studies over LightGBM, every trial a nested MLflow run.
+
+A study is seeded multivariate TPE with successive halving: each trial reports its
+validation loss every few boosting rounds, and a trial that falls behind the best at a
+rung is stopped there. The study lives in a database, so a tuning run that is killed
+resumes where it stopped: finished trials are kept and only the missing ones run.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
+import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,9 +23,27 @@ import mlflow
 import numpy as np
 import optuna
 import pandas as pd
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from features.errors import CustlabError
 
 logger = logging.getLogger(__name__)
+
+# Trials that count towards a study's budget; a failed or cut-off trial does not.
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# How often a trial reports its validation loss to the pruner, in boosting rounds.
+REPORT_EVERY = 10
+# Rounds a trial runs before it can first be pruned (then 3x, 9x ...): early losses
+# favour high learning rates, so the first rung is not too early.
+MIN_ROUNDS = 50
+# A running trial writes a heartbeat this often (seconds); one silent for twice as long
+# was killed, and the next trial of the study marks it failed.
+HEARTBEAT_SECONDS = 5
 
 
 class TuneSpec(BaseModel):
@@ -22,10 +51,14 @@ class TuneSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    n_trials: int = Field(20, ge=1, le=10_000)
-    timeout_seconds: float | None = Field(None, gt=0)
+    n_trials: int = Field(
+        20, ge=1, le=10_000, description="Finished (complete or pruned) trials the study holds."
+    )
+    timeout_seconds: float | None = Field(None, gt=0, description="Stop starting trials after.")
     max_rounds: int = Field(1000, ge=10)
     early_stopping_rounds: int = Field(50, ge=1)
+    jobs: int = Field(1, ge=1, le=64, description="Trials run in parallel (threads).")
+    prune: bool = Field(True, description="Stop trials that fall behind (successive halving).")
 
 
 @dataclass(frozen=True)
@@ -33,18 +66,26 @@ class TuneResult:
     params: dict[str, Any]
     best_iteration: int
     best_value: float
-    n_trials: int
+    n_trials: int  # finished trials in the study, this run's and earlier ones
+    n_pruned: int
+    # The best trial's booster, fitted on the training rows alone; None when that trial
+    # ran in an earlier, resumed run.
+    best_booster: lgb.Booster | None = None
+
+    @property
+    def pruned_share(self) -> float:
+        return self.n_pruned / self.n_trials if self.n_trials else 0.0
 
 
-def base_params(objective: dict[str, Any], seed: int) -> dict[str, Any]:
-    """LightGBM settings every trial shares: the objective's, deterministic, quiet, two
-    threads."""
+def base_params(objective: dict[str, Any], seed: int, threads: int | None = None) -> dict[str, Any]:
+    """LightGBM settings every trial shares: the objective's, deterministic, quiet, and
+    ``threads`` threads (default: every core)."""
     return objective | {
         "verbosity": -1,
         "seed": seed,
         "deterministic": True,
         "force_row_wise": True,
-        "num_threads": 2,
+        "num_threads": threads or os.cpu_count() or 1,
     }
 
 
@@ -66,6 +107,110 @@ def suggest_params(trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
+def pruning_callback(trial: optuna.Trial, every: int = REPORT_EVERY) -> Callable[..., None]:
+    """A LightGBM callback that reports the first validation metric to ``trial`` every
+    ``every`` rounds (negated when lower is better: studies maximize) and stops the
+    trial when the pruner says so."""
+
+    def report(env: lgb.callback.CallbackEnv) -> None:
+        rounds = env.iteration + 1
+        if rounds % every:
+            return
+        _, _, value, higher_is_better = env.evaluation_result_list[0][:4]
+        trial.report(value if higher_is_better else -value, rounds)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"behind at round {rounds}")
+
+    return report
+
+
+class _TrialLog:
+    """Each finished trial as a child run of the active MLflow run.
+
+    Trials may run in worker threads, where MLflow's active-run stack is empty, so the
+    child runs are written through a client with the parent's id.
+    """
+
+    def __init__(self) -> None:
+        parent = mlflow.active_run()
+        if parent is None:
+            raise CustlabError("tuning logs its trials under an active MLflow run")
+        self.client = MlflowClient()
+        self.parent_id = parent.info.run_id
+        self.experiment_id = parent.info.experiment_id
+
+    def write(self, trial: optuna.Trial, state: TrialState, values: dict[str, float]) -> None:
+        run = self.client.create_run(
+            self.experiment_id,
+            tags={
+                MLFLOW_PARENT_RUN_ID: self.parent_id,
+                MLFLOW_RUN_NAME: f"trial-{trial.number}",
+                "trial_state": state.name.lower(),
+            },
+        )
+        now = int(time.time() * 1000)
+        params = trial.params | {k: v for k, v in trial.user_attrs.items()}
+        self.client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(f"valid_{k}", v, now, 0) for k, v in values.items()],
+            params=[Param(k, str(v)) for k, v in params.items()],
+        )
+        self.client.set_terminated(run.info.run_id)
+
+
+class _Progress:
+    """Trials done, the best value so far and the time left, on a terminal only."""
+
+    def __init__(self, total: int, timeout: float | None, metric: str) -> None:
+        self.bar = tqdm(
+            total=total, unit="trial", desc="tuning", disable=not sys.stderr.isatty(), leave=False
+        )
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.metric = metric
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state not in FINISHED:
+            return
+        postfix = {}
+        if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+            postfix[f"best {self.metric}"] = f"{study.best_value:.4f}"
+        if self.deadline is not None:
+            postfix["timeout in"] = f"{max(0.0, self.deadline - time.monotonic()):.0f}s"
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def open_study(study_name: str, storage: str, seed: int, spec: TuneSpec) -> optuna.Study:
+    """Create the study, or load it to resume.
+
+    The sampler is seeded multivariate TPE; with parallel trials, the constant liar keeps
+    concurrent trials from sampling the same point.
+    """
+    with warnings.catch_warnings():
+        # Heartbeats are marked experimental; they are how a killed trial is recognized.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        rdb = optuna.storages.RDBStorage(
+            storage, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=2 * HEARTBEAT_SECONDS
+        )
+    return optuna.create_study(
+        study_name=study_name,
+        storage=rdb,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, constant_liar=spec.jobs > 1
+        ),
+        pruner=(
+            optuna.pruners.SuccessiveHalvingPruner(min_resource=MIN_ROUNDS, reduction_factor=3)
+            if spec.prune
+            else optuna.pruners.NopPruner()
+        ),
+        load_if_exists=True,
+    )
+
+
 def tune_task(
     study_name: str,
     storage: str,
@@ -78,35 +223,56 @@ def tune_task(
     primary_metric: str,
 ) -> TuneResult:
     """Run (or resume) an Optuna study maximizing ``primary_metric`` of ``metrics`` on the
-    validation rows.
+    validation rows, until it holds ``spec.n_trials`` finished trials.
 
     Each trial fits LightGBM (``fixed_params`` plus the sampled ones) with early stopping
-    on ``valid`` and is logged as a nested MLflow run under the active run. The study
-    lives in ``storage``, so a second call with the same name continues it instead of
-    starting over.
+    on ``valid``, is pruned when its validation loss falls behind, and is logged as a
+    child run of the active MLflow run.
+
+    Raises:
+        CustlabError: No trial completed (every one failed or was pruned).
     """
     # Without feature_pre_filter=False, trials with a smaller min_data_in_leaf than the
     # first one would silently reuse the first trial's feature filtering.
     dataset_params = {"feature_pre_filter": False}
     train_set = lgb.Dataset(*train, params=dataset_params, free_raw_data=False)
     valid_set = lgb.Dataset(*valid, reference=train_set, params=dataset_params, free_raw_data=False)
+    # Construct once here: lazily, parallel trials would race to build the same bins.
+    train_set.construct()
+    valid_set.construct()
     y_valid = valid[1]
+    threads = max(1, (os.cpu_count() or 1) // spec.jobs)
+    trial_log = _TrialLog()
+    # The best trial so far of this run: its value and booster, by trial number.
+    boosters: dict[int, tuple[float, lgb.Booster]] = {}
+    keeping = threading.Lock()
 
     def run_trial(trial: optuna.Trial) -> float:
-        params = fixed_params | suggest_params(trial)
-        booster = lgb.train(
-            params,
-            train_set,
-            num_boost_round=spec.max_rounds,
-            valid_sets=[valid_set],
-            callbacks=[lgb.early_stopping(spec.early_stopping_rounds, verbose=False)],
-        )
+        params = fixed_params | {"num_threads": threads} | suggest_params(trial)
+        callbacks = [lgb.early_stopping(spec.early_stopping_rounds, verbose=False)]
+        if spec.prune:
+            callbacks.append(pruning_callback(trial))
+        try:
+            booster = lgb.train(
+                params,
+                train_set,
+                num_boost_round=spec.max_rounds,
+                valid_sets=[valid_set],
+                callbacks=callbacks,
+            )
+        except optuna.TrialPruned as pruned:
+            trial.set_user_attr("pruned", str(pruned))
+            trial_log.write(trial, TrialState.PRUNED, {})
+            logger.debug("trial %d pruned (%s)", trial.number, pruned)
+            raise
         score = booster.predict(valid[0], num_iteration=booster.best_iteration)
         values = metrics(y_valid, np.asarray(score))
         trial.set_user_attr("best_iteration", booster.best_iteration)
-        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
-            mlflow.log_params(trial.params | {"best_iteration": booster.best_iteration})
-            mlflow.log_metrics({f"valid_{k}": v for k, v in values.items()})
+        trial_log.write(trial, TrialState.COMPLETE, values)
+        with keeping:
+            if all(values[primary_metric] > v for v, _ in boosters.values()):
+                boosters.clear()
+                boosters[trial.number] = (values[primary_metric], booster)
         logger.info(
             "trial %d: valid %s %.4f (%d rounds)",
             trial.number,
@@ -116,18 +282,34 @@ def tune_task(
         )
         return values[primary_metric]
 
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=storage,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        load_if_exists=True,
-    )
-    study.optimize(run_trial, n_trials=spec.n_trials, timeout=spec.timeout_seconds)
+    study = open_study(study_name, storage, seed, spec)
+    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+    missing = spec.n_trials - finished
+    if finished:
+        logger.info(
+            "study %s holds %d finished trials; %d to run", study_name, finished, max(missing, 0)
+        )
+    if missing > 0:
+        progress = _Progress(missing, spec.timeout_seconds, primary_metric)
+        try:
+            study.optimize(
+                run_trial,
+                n_trials=missing,
+                timeout=spec.timeout_seconds,
+                n_jobs=spec.jobs,
+                callbacks=[progress],
+            )
+        finally:
+            progress.close()
+    done = study.get_trials(deepcopy=False, states=FINISHED)
+    if not any(t.state == TrialState.COMPLETE for t in done):
+        raise CustlabError(f"study {study_name}: no trial completed; see the log for failures")
     best = study.best_trial
     return TuneResult(
         params=fixed_params | best.params | {"bagging_freq": 1},
         best_iteration=int(best.user_attrs["best_iteration"]),
         best_value=float(best.value),
-        n_trials=len(study.trials),
+        n_trials=len(done),
+        n_pruned=sum(t.state == TrialState.PRUNED for t in done),
+        best_booster=boosters[best.number][1] if best.number in boosters else None,
     )
