@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 
-from features.contract import EVENT_TIMESTAMP
+from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
 from features.errors import CustlabError
+from training.bootstrap import Interval, margin_interval
 from training.calibration import Calibration
 from training.evaluate import log_evidence
 from training.model_input import model_frame, predict
@@ -80,6 +81,13 @@ class Evaluation:
     baseline_metrics: dict[str, dict[str, float]]
     prediction: np.ndarray
     baseline_predictions: dict[str, np.ndarray]
+    best_baseline: str | None = None
+    margin: Interval | None = None  # the deciding metric over the best baseline
+
+    def describe_margin(self, metric: str) -> str:
+        if self.margin is None:
+            return "no baseline"
+        return f"{metric} over {self.best_baseline} {self.margin}"
 
 
 @dataclass(frozen=True)
@@ -195,11 +203,28 @@ def evaluate(task: TaskSpec, fitted: Fitted, frames: SplitFrames) -> Evaluation:
     baselines = {
         name: baseline(frames.fit, frames.test, task) for name, baseline in task.baselines.items()
     }
+    baseline_metrics = {name: task.metrics(frames.test, p) for name, p in baselines.items()}
+    best = max(
+        baseline_metrics,
+        key=lambda name: np.nan_to_num(baseline_metrics[name][task.primary_metric], nan=-np.inf),
+        default=None,
+    )
+    margin = None
+    if best is not None:
+        margin = margin_interval(
+            task.objective.metric(task.primary_metric),
+            task.targets(frames.test),
+            prediction,
+            baselines[best],
+            frames.test[ENTITY_KEY],
+        )
     return Evaluation(
         metrics=metrics,
-        baseline_metrics={name: task.metrics(frames.test, p) for name, p in baselines.items()},
+        baseline_metrics=baseline_metrics,
         prediction=prediction,
         baseline_predictions=baselines,
+        best_baseline=best,
+        margin=margin,
     )
 
 
@@ -272,6 +297,10 @@ def promote(
         decision = Decision(True, reason)
     except GateFailed as failure:
         decision = Decision(False, str(failure))
+    decision = Decision(
+        decision.promoted,
+        f"{decision.reason}; {evaluation.describe_margin(metric)}",
+    )
     record_decision(task.registered_model, registered.version, decision.promoted, decision.reason)
     logger.info(
         "%s v%s: %s (%s)",
@@ -335,6 +364,15 @@ def train_task(
         mlflow.log_metrics({f"test_{k}": v for k, v in evaluation.metrics.items()})
         for name, values in evaluation.baseline_metrics.items():
             mlflow.log_metrics({f"baseline_{name}_{k}": v for k, v in values.items()})
+        if evaluation.margin is not None:
+            mlflow.set_tag("best_baseline", evaluation.best_baseline)
+            mlflow.log_metrics(
+                {
+                    "margin_over_best_baseline": evaluation.margin.estimate,
+                    "margin_over_best_baseline_ci_low": evaluation.margin.low,
+                    "margin_over_best_baseline_ci_high": evaluation.margin.high,
+                }
+            )
         log_evidence(
             task,
             fitted.booster,

@@ -42,3 +42,38 @@ def test_score_tiers_cut_shares_from_the_top():
 def test_class_tiers_take_the_most_probable_class():
     policy = ClassTiers((Tier("a", "do a"), Tier("b", "do b")))
     assert policy.decide(np.array([0.3, 0.7]), {}).action == "do b"
+
+
+def test_fast_single_metrics_equal_the_library_ones():
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    from training.objectives import macro_f1, rank_auc
+
+    rng = np.random.default_rng(4)
+    y = (rng.random(5000) < 0.3).astype(int)
+    score = np.round(rng.random(5000) + 0.3 * y, 2)  # many ties
+    assert rank_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+    classes = rng.integers(0, 4, 5000)
+    probability = rng.random((5000, 5))  # class 4 never occurs
+    expected = f1_score(classes, probability.argmax(axis=1), average="macro", labels=range(5))
+    assert macro_f1(classes, probability) == pytest.approx(expected, abs=1e-12)
+
+
+def test_weights_count_rows_as_often_as_repeating_them():
+    from training.objectives import macro_f1, normalized_gini, rank_auc
+
+    rng = np.random.default_rng(5)
+    y = (rng.random(400) < 0.4).astype(int)
+    score = np.round(rng.random(400) + 0.2 * y, 1)
+    weight = rng.integers(0, 3, 400)
+    rows = np.repeat(np.arange(400), weight)
+    assert rank_auc(y, score, weight) == pytest.approx(rank_auc(y[rows], score[rows]))
+    spend = rng.gamma(2.0, 50.0, 400) * y
+    assert normalized_gini(spend, score + 1e-6 * np.arange(400), weight) == pytest.approx(
+        normalized_gini(spend[rows], (score + 1e-6 * np.arange(400))[rows]), abs=1e-3
+    )
+    probability = rng.random((400, 3))
+    classes = rng.integers(0, 3, 400)
+    assert macro_f1(classes, probability, weight) == pytest.approx(
+        macro_f1(classes[rows], probability[rows])
+    )
