@@ -116,7 +116,7 @@ def gain_table(actual: np.ndarray, scores: dict[str, np.ndarray], headline: Tabl
     for name, score in scores.items():
         share, captured = gain_curve(actual, score, points=10)
         table[name] = {
-            **headline[name],
+            **_finite_all(headline[name]),
             "share_of_rows": [round(float(s), 2) for s in share],
             "share_captured": [float(c) for c in captured],
         }
@@ -480,8 +480,9 @@ def model_evidence(booster: lgb.Booster, test: pd.DataFrame, multiclass: bool) -
     matrix, contrib = contributions(booster, test)
     magnitude = np.abs(contrib).sum(axis=1)  # a multiclass feature's pull on any class
     mean_abs = _ranked(dict(zip(names, magnitude.mean(axis=0).tolist(), strict=True)))
-    unit = "|contribution| summed over classes" if multiclass else "contribution to the margin"
+    # A multiclass contribution has a sign per class; its spread is shown as magnitude.
     effect = magnitude if multiclass else contrib[:, 0, :]
+    unit = "|contribution| summed over classes" if multiclass else "contribution to the margin"
     return Evidence(
         tables={
             "feature_importance_gain.json": gain,
@@ -498,9 +499,8 @@ def model_evidence(booster: lgb.Booster, test: pd.DataFrame, multiclass: bool) -
             ),
             "plots/shap_importance.png": ranking_figure(
                 mean_abs,
-                "mean |contribution| to the margin"
-                + (", summed over classes" if multiclass else ""),
-                f"Feature contributions (SHAP), {len(matrix):,} test rows",
+                f"mean {unit}" if multiclass else "mean |contribution| to the margin",
+                f"Feature contributions (SHAP), {len(matrix):,} of {len(test):,} test rows",
             ),
             "plots/shap_beeswarm.png": beeswarm_figure(
                 matrix, effect, names, set(booster_categories(booster)), unit
@@ -534,15 +534,15 @@ def evidence(
     """Every table and plot a task's run carries, for its objective."""
     target = task.targets(test)
     scores = {MODEL: np.asarray(prediction), **{k: np.asarray(v) for k, v in baselines.items()}}
-    objective = task.objective.name
-    if objective == "multiclass":
+    multiclass = task.objective.name == "multiclass"
+    metrics = {} if multiclass else {name: task.metrics(test, s) for name, s in scores.items()}
+    if multiclass:
         found = class_evidence(target.astype(int), scores, list(task.classes))
+    elif task.objective.name == "binary":
+        found = binary_evidence(target, scores, metrics)
     else:
-        metrics = {name: task.objective.metrics(target, s) for name, s in scores.items()}
-        found = (binary_evidence if objective == "binary" else value_evidence)(
-            target, scores, metrics
-        )
-    found.add(model_evidence(booster, test, objective == "multiclass"))
+        found = value_evidence(target, scores, metrics)
+    found.add(model_evidence(booster, test, multiclass))
     return found.add(segment_evidence(task, test, scores))
 
 
