@@ -129,7 +129,7 @@ def custlab_models(
     from training.registry import use_tracking
     from training.split import SplitPlan, customer_part
     from training.tasks.clv import TASK
-    from training.train import SplitFrames, fit
+    from training.train import SplitFrames, fit, tune
     from training.tune import TuneSpec
 
     task = dataclasses.replace(TASK, horizon_days=7 * HOLDOUT_WEEKS)
@@ -170,7 +170,7 @@ def custlab_models(
     # Trials are nested MLflow runs, in the benchmark's own tracking store.
     use_tracking(settings, "bench-cdnow-clv")
     with mlflow.start_run(run_name=f"cdnow-clv-seed{seed}"):
-        fitted = fit(
+        tuned = tune(
             task,
             frames,
             features,
@@ -178,6 +178,7 @@ def custlab_models(
             storage=f"sqlite:///{study}",
             seed=seed,
         )
+        fitted = fit(task, frames, tuned)
     fit_seconds = time.perf_counter() - started
     predictions = {"LightGBM (custlab CLV task, 39-week horizon)": predict(fitted.booster, test)}
     baseline_seconds = float("nan")

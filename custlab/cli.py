@@ -35,6 +35,7 @@ Weeks = Annotated[int, typer.Option(help="Simulated weeks.", min=30)]
 Seed = Annotated[int, typer.Option(help="Random seed.", min=0)]
 Trials = Annotated[int, typer.Option(help="Optuna trials.", min=1)]
 Timeout = Annotated[float, typer.Option(help="Stop tuning after this many seconds.", min=1)]
+Jobs = Annotated[int, typer.Option(help="Optuna trials run in parallel.", min=1)]
 Task = Annotated[str, typer.Option(help="Task: churn, propensity, clv or lifecycle.")]
 Scenarios = Annotated[
     list[str] | None,
@@ -128,19 +129,49 @@ def features(
 
 
 @app.command()
-def train(task: Task = "churn", trials: Trials = 20, timeout: Timeout = 900.0) -> None:
+def tune(
+    task: Task = "churn", trials: Trials = 20, timeout: Timeout = 900.0, jobs: Jobs = 1
+) -> None:
+    """Run (or resume) a task's Optuna study alone; a later train on the same data
+    resumes it."""
+    from custlab import pipeline
+    from training.tune import TuneSpec
+
+    spec = TuneSpec(n_trials=trials, timeout_seconds=timeout, jobs=jobs)
+    result = _run(pipeline.tune, _settings(), task, spec)
+    typer.echo(pipeline.describe_tuning(task, result))
+
+
+@app.command()
+def train(
+    task: Task = "churn", trials: Trials = 20, timeout: Timeout = 900.0, jobs: Jobs = 1
+) -> None:
     """Tune, train, evaluate and register a model (--task all: every task); promote it if
     it passes the gate."""
     from custlab import pipeline
     from training.tune import TuneSpec
 
-    tune = TuneSpec(n_trials=trials, timeout_seconds=timeout)
+    spec = TuneSpec(n_trials=trials, timeout_seconds=timeout, jobs=jobs)
     if task == "all":
-        outcomes = _run(pipeline.train_all, _settings(), tune)
+        outcomes = _run(pipeline.train_all, _settings(), spec)
     else:
-        outcomes = [_run(pipeline.train, _settings(), task, tune)]
+        outcomes = [_run(pipeline.train, _settings(), task, spec)]
     for outcome in outcomes:
         typer.echo(pipeline.describe_training(outcome))
+
+
+@app.command()
+def evaluate(
+    task: Task = "churn",
+    version: Annotated[
+        str | None, typer.Option(help="Registry version (default: the champion).")
+    ] = None,
+) -> None:
+    """Score a registered version and the baselines on the current test window."""
+    from custlab import pipeline
+
+    found, evaluation = _run(pipeline.evaluate, _settings(), task, version)
+    typer.echo(pipeline.describe_evaluation(task, found, evaluation))
 
 
 @app.command()

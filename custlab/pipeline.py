@@ -20,6 +20,7 @@ from sqlalchemy.exc import SADeprecationWarning
 
 from custlab.settings import Settings
 from features.contract import read_raw_tables
+from features.errors import CustlabError
 from features.ingest import MANIFEST, IngestResult, ingest_file
 from features.simulate import World, WorldSpec, simulate_world
 from features.snapshots import build_snapshots
@@ -27,11 +28,21 @@ from features.store import open_store, publish_snapshots
 from features.tables import replace_folder
 from monitoring.weekly import MonitorReport, monitor_task
 from training.dataset import training_frame
-from training.registry import champion_version, promote_by_hand, use_tracking
-from training.split import SplitSpec
-from training.tasks import TASKS, get_task
-from training.train import TrainOutcome, train_task
-from training.tune import TuneSpec
+from training.record import ModelRecord
+from training.registry import champion_version, load_version, promote_by_hand, use_tracking
+from training.split import SplitPlan, SplitSpec
+from training.tasks import TASKS, TaskSpec, get_task
+from training.train import (
+    Evaluation,
+    TrainOutcome,
+    log_evaluation,
+    split_frames,
+    task_run,
+    train_task,
+)
+from training.train import evaluate as evaluate_model
+from training.train import tune as tune_study
+from training.tune import TuneResult, TuneSpec
 
 logger = logging.getLogger("custlab")
 
@@ -108,17 +119,64 @@ def build_features(settings: Settings, raw_dir: Path | None = None) -> FeatureBu
     )
 
 
-def train(
-    settings: Settings, task_name: str, tune: TuneSpec, split: SplitSpec | None = None
-) -> TrainOutcome:
-    """Training frame from Feast, then fit, evaluate, register and gate."""
-    task = get_task(task_name)
-    store = open_store(settings)
+def _task_frame(
+    settings: Settings, task: TaskSpec, split: SplitSpec | None
+) -> tuple[pd.DataFrame, list[str], SplitPlan]:
+    """The task's labelled frame from Feast, with the tracking store selected."""
     with step(f"{task.name}: training frame from Feast"):
-        frame, features, plan = training_frame(settings, store, task, split or SplitSpec())
+        found = training_frame(settings, open_store(settings), task, split or SplitSpec())
     use_tracking(settings, task.registered_model)
-    with step(f"{task.name}: {tune.n_trials} Optuna trials, final fit, registration"):
-        return train_task(task, frame, features, plan, tune, settings.optuna_storage, settings.seed)
+    return found
+
+
+def tune(
+    settings: Settings, task_name: str, spec: TuneSpec, split: SplitSpec | None = None
+) -> TuneResult:
+    """Run (or resume) the task's Optuna study alone, in a run of its own. A later
+    ``train`` on the same data resumes the same study instead of starting over."""
+    task = get_task(task_name)
+    frame, features, plan = _task_frame(settings, task, split)
+    frames = split_frames(task, frame, plan)
+    with (
+        step(f"{task.name}: {spec.n_trials} Optuna trials"),
+        task_run(task, frames, "tune"),
+    ):
+        return tune_study(
+            task, frames, features, spec, settings.optuna_storage, settings.seed
+        ).result
+
+
+def train(
+    settings: Settings, task_name: str, spec: TuneSpec, split: SplitSpec | None = None
+) -> TrainOutcome:
+    """Training frame from Feast, then tune, fit, evaluate, register and gate."""
+    task = get_task(task_name)
+    frame, features, plan = _task_frame(settings, task, split)
+    with step(f"{task.name}: {spec.n_trials} Optuna trials, final fit, registration"):
+        return train_task(task, frame, features, plan, spec, settings.optuna_storage, settings.seed)
+
+
+def evaluate(
+    settings: Settings, task_name: str, version: str | None = None, split: SplitSpec | None = None
+) -> tuple[str, Evaluation]:
+    """Score a registered version (default: the champion) and the baselines on the
+    current test window, logged as a run of its own; returns the version and scores."""
+    task = get_task(task_name)
+    frame, _, plan = _task_frame(settings, task, split)
+    version = version or champion_version(task.registered_model)
+    booster = load_version(task.registered_model, version)
+    missing = sorted(set(booster.feature_name()) - set(frame.columns))
+    if missing:
+        raise CustlabError(
+            f"{task.registered_model} v{version} needs features the store no longer has: "
+            + ", ".join(missing)
+        )
+    calibration = ModelRecord.read(task.registered_model, version).calibration
+    frames = split_frames(task, frame, plan)
+    with step(f"{task.name}: evaluate v{version}"), task_run(task, frames, f"evaluate-v{version}"):
+        evaluation = evaluate_model(task, booster, calibration, frames)
+        log_evaluation(task, booster, frames, evaluation)
+    return version, evaluation
 
 
 def train_all(settings: Settings, tune: TuneSpec) -> list[TrainOutcome]:
@@ -169,15 +227,50 @@ def check_serving(settings: Settings) -> None:
     champion_version(task.registered_model)
 
 
+def describe_scores(
+    title: str, metrics: dict[str, float], baselines: dict[str, dict[str, float]]
+) -> list[str]:
+    """The model's and each baseline's test metrics, one aligned line each."""
+    width = max(map(len, ["test", *baselines])) + 2
+    rows = {"test": metrics, **baselines}
+    return [title] + [
+        f"  {name:<{width}}" + "  ".join(f"{k} {v:.4f}" for k, v in values.items())
+        for name, values in rows.items()
+    ]
+
+
 def describe_training(outcome: TrainOutcome) -> str:
-    lines = [f"custlab-{outcome.task} v{outcome.model_version} (run {outcome.run_id})"]
-    width = max(map(len, ["test", *outcome.baseline_metrics])) + 2
-    rows = {"test": outcome.metrics, **outcome.baseline_metrics}
-    for name, metrics in rows.items():
-        lines.append(f"  {name:<{width}}" + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    lines = describe_scores(
+        f"custlab-{outcome.task} v{outcome.model_version} (run {outcome.run_id})",
+        outcome.metrics,
+        outcome.baseline_metrics,
+    )
     verdict = "promoted to champion" if outcome.promoted else "not promoted"
     lines.append(f"  {verdict}: {outcome.reason}")
     return "\n".join(lines)
+
+
+def describe_evaluation(task_name: str, version: str, evaluation: Evaluation) -> str:
+    task = get_task(task_name)
+    lines = describe_scores(
+        f"{task.registered_model} v{version} on the current test window",
+        evaluation.metrics,
+        evaluation.baseline_metrics,
+    )
+    lines.append(f"  {evaluation.describe_margin(task.primary_metric)}")
+    return "\n".join(lines)
+
+
+def describe_tuning(task_name: str, result: TuneResult) -> str:
+    metric = get_task(task_name).primary_metric
+    params = ", ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.searched.items()
+    )
+    return (
+        f"custlab-{task_name}: {result.n_trials} finished trials ({result.n_pruned} pruned); "
+        f"best valid {metric} {result.best_value:.4f} after {result.best_iteration} rounds; "
+        f"{params}"
+    )
 
 
 def demo(settings: Settings, world: WorldSpec, tune: TuneSpec) -> str:

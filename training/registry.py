@@ -106,7 +106,20 @@ def load_champion(model_name: str) -> tuple[lgb.Booster, str]:
         CustlabError: No version of ``model_name`` holds the champion alias.
     """
     version = champion_version(model_name)
-    return mlflow.lightgbm.load_model(f"models:/{model_name}/{version}"), version
+    return load_version(model_name, version), version
+
+
+def load_version(model_name: str, version: str) -> lgb.Booster:
+    """The native LightGBM booster of one registry version.
+
+    Raises:
+        CustlabError: ``model_name`` has no such version.
+    """
+    try:
+        MlflowClient().get_model_version(model_name, version)
+    except MlflowException:
+        raise CustlabError(f"'{model_name}' has no version {version}") from None
+    return mlflow.lightgbm.load_model(f"models:/{model_name}/{version}")
 
 
 def check_gate(

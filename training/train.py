@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -63,6 +64,12 @@ class SplitFrames:
             for part in PARTS
         )
         return f"{parts}; {self.plan.describe()}"
+
+
+@dataclass(frozen=True)
+class Tuned:
+    features: list[str]
+    result: TuneResult
 
 
 @dataclass(frozen=True)
@@ -129,16 +136,15 @@ def usable_features(train: pd.DataFrame, feature_names: Sequence[str]) -> list[s
     return usable
 
 
-def fit(
+def tune(
     task: TaskSpec,
     frames: SplitFrames,
     feature_names: Sequence[str],
-    tune: TuneSpec,
+    spec: TuneSpec,
     storage: str,
     seed: int,
-) -> Fitted:
-    """Tune LightGBM on the validation window, then refit on training plus validation
-    for the best trial's number of rounds."""
+) -> Tuned:
+    """Tune LightGBM on the validation window (trials fitted on the training rows)."""
     features = usable_features(frames.train, feature_names)
     fixed = base_params(task.objective.params(task.classes), seed) | {
         "monotone_constraints": task.monotone_constraints(features)
@@ -149,17 +155,32 @@ def fit(
     data = hashlib.sha256(
         ",".join([fingerprint(frames.fit, task.label), *features]).encode()
     ).hexdigest()[:12]
-    tuning = tune_task(
+    result = tune_task(
         study_name=f"{task.registered_model}-{test_end:%Y%m%d}-{data}",
         storage=storage,
         fixed_params=fixed,
         train=(model_frame(frames.train, features), task.targets(frames.train)),
         valid=(model_frame(frames.valid, features), task.targets(frames.valid)),
-        spec=tune,
+        spec=spec,
         seed=seed,
         metrics=task.objective.metrics,
         primary_metric=task.primary_metric,
     )
+    mlflow.log_params({f"best_{k}": v for k, v in result.params.items()})
+    mlflow.log_metrics(
+        {
+            f"best_valid_{task.primary_metric}": result.best_value,
+            "trials_finished": result.n_trials,
+            "trials_pruned": result.n_pruned,
+        }
+    )
+    return Tuned(features, result)
+
+
+def fit(task: TaskSpec, frames: SplitFrames, tuned: Tuned) -> Fitted:
+    """Calibrate a binary model on the validation window, then refit on training plus
+    validation rows for the best trial's number of rounds."""
+    features, tuning = tuned.features, tuned.result
     calibration = None
     if task.objective.name == "binary":
         calibration = calibrate(
@@ -191,14 +212,16 @@ def calibrate(
     return Calibration.fit(np.asarray(margin), valid[1])
 
 
-def evaluate(task: TaskSpec, fitted: Fitted, frames: SplitFrames) -> Evaluation:
+def evaluate(
+    task: TaskSpec, booster: lgb.Booster, calibration: Calibration | None, frames: SplitFrames
+) -> Evaluation:
     """The model and the task's baselines (fitted on the fit rows) on the test window;
     a calibrated model also reports its Brier score and calibration error before
     calibration."""
-    prediction = predict(fitted.booster, frames.test, fitted.calibration)
+    prediction = predict(booster, frames.test, calibration)
     metrics = task.metrics(frames.test, prediction)
-    if fitted.calibration is not None:
-        raw = task.metrics(frames.test, predict(fitted.booster, frames.test))
+    if calibration is not None:
+        raw = task.metrics(frames.test, predict(booster, frames.test))
         metrics |= {f"{name}_uncalibrated": raw[name] for name in ("brier", "ece")}
     baselines = {
         name: baseline(frames.fit, frames.test, task) for name, baseline in task.baselines.items()
@@ -312,33 +335,45 @@ def promote(
     return decision
 
 
-def train_task(
-    task: TaskSpec,
-    frame: pd.DataFrame,
-    feature_names: Sequence[str],
-    plan: SplitPlan,
-    tune: TuneSpec,
-    storage: str,
-    seed: int,
-) -> TrainOutcome:
-    """Fit, evaluate, register and promote one task inside one MLflow run (the tracking
-    store and experiment must already be selected).
+def log_evaluation(
+    task: TaskSpec, booster: lgb.Booster, frames: SplitFrames, evaluation: Evaluation
+) -> None:
+    """The evaluation's metrics, margin and evidence, into the active MLflow run."""
+    mlflow.log_metrics({f"test_{k}": v for k, v in evaluation.metrics.items()})
+    for name, values in evaluation.baseline_metrics.items():
+        mlflow.log_metrics({f"baseline_{name}_{k}": v for k, v in values.items()})
+    if evaluation.margin is not None:
+        mlflow.set_tag("best_baseline", evaluation.best_baseline)
+        mlflow.log_metrics(
+            {
+                "margin_over_best_baseline": evaluation.margin.estimate,
+                "margin_over_best_baseline_ci_low": evaluation.margin.low,
+                "margin_over_best_baseline_ci_high": evaluation.margin.high,
+            }
+        )
+    log_evidence(task, booster, frames.test, evaluation.prediction, evaluation.baseline_predictions)
 
-    Args:
-        task: The task spec.
-        frame: ``customer_id``, ``event_timestamp``, the features and the label column.
-        feature_names: Model inputs, in the order serving must supply them.
-        plan: The as-of dates of each split.
-        tune: Optuna budget.
-        storage: Where the Optuna study lives.
-        seed: Seeds the sampler and LightGBM.
+
+def split_frames(task: TaskSpec, frame: pd.DataFrame, plan: SplitPlan) -> SplitFrames:
+    """The labelled frame cut by ``plan``, the split logged.
+
+    Raises:
+        CustlabError: The frame lacks the label or the as-of dates.
     """
-    missing = sorted(set([*feature_names, task.label, EVENT_TIMESTAMP]) - set(frame.columns))
+    missing = sorted({task.label, EVENT_TIMESTAMP} - set(frame.columns))
     if missing:
         raise CustlabError(f"training frame lacks column(s) {', '.join(missing)}")
     frames = SplitFrames.of(frame, plan)
     logger.info("%s split: %s", task.name, frames.describe())
-    with mlflow.start_run(run_name=f"{task.name}-{plan.window('test')[1]:%Y-%m-%d}") as run:
+    return frames
+
+
+@contextmanager
+def task_run(task: TaskSpec, frames: SplitFrames, kind: str) -> Iterator[mlflow.ActiveRun]:
+    """An MLflow run for one step of one task, carrying the task and its split."""
+    name = f"{task.name}-{kind}-{frames.plan.window('test')[1]:%Y-%m-%d}"
+    with mlflow.start_run(run_name=name) as run:
+        mlflow.set_tag("step", kind)
         mlflow.log_params(
             {
                 "task": task.name,
@@ -346,40 +381,42 @@ def train_task(
                 "feature_service": task.feature_service,
                 "horizon_days": task.horizon_days,
                 **{f"rows_{p}": len(getattr(frames, p)) for p in PARTS},
-                **{f"{p}_window": str(Window.of(getattr(plan, p))) for p in PARTS},
+                **{f"{p}_window": str(Window.of(getattr(frames.plan, p))) for p in PARTS},
             }
         )
-        fitted = fit(task, frames, feature_names, tune, storage, seed)
-        mlflow.log_params({"n_features": len(fitted.features)})
-        mlflow.log_params({f"best_{k}": v for k, v in fitted.tuning.params.items()})
-        mlflow.log_metrics(
-            {
-                f"best_valid_{task.primary_metric}": fitted.tuning.best_value,
-                "trials_finished": fitted.tuning.n_trials,
-                "trials_pruned": fitted.tuning.n_pruned,
-            }
-        )
+        yield run
 
-        evaluation = evaluate(task, fitted, frames)
-        mlflow.log_metrics({f"test_{k}": v for k, v in evaluation.metrics.items()})
-        for name, values in evaluation.baseline_metrics.items():
-            mlflow.log_metrics({f"baseline_{name}_{k}": v for k, v in values.items()})
-        if evaluation.margin is not None:
-            mlflow.set_tag("best_baseline", evaluation.best_baseline)
-            mlflow.log_metrics(
-                {
-                    "margin_over_best_baseline": evaluation.margin.estimate,
-                    "margin_over_best_baseline_ci_low": evaluation.margin.low,
-                    "margin_over_best_baseline_ci_high": evaluation.margin.high,
-                }
-            )
-        log_evidence(
-            task,
-            fitted.booster,
-            frames.test,
-            evaluation.prediction,
-            evaluation.baseline_predictions,
-        )
+
+def train_task(
+    task: TaskSpec,
+    frame: pd.DataFrame,
+    feature_names: Sequence[str],
+    plan: SplitPlan,
+    spec: TuneSpec,
+    storage: str,
+    seed: int,
+) -> TrainOutcome:
+    """Tune, fit, evaluate, register and promote one task inside one MLflow run (the
+    tracking store and experiment must already be selected).
+
+    Args:
+        task: The task spec.
+        frame: ``customer_id``, ``event_timestamp``, the features and the label column.
+        feature_names: Model inputs, in the order serving must supply them.
+        plan: The as-of dates of each split.
+        spec: Optuna budget.
+        storage: Where the Optuna study lives.
+        seed: Seeds the sampler and LightGBM.
+    """
+    missing = sorted(set(feature_names) - set(frame.columns))
+    if missing:
+        raise CustlabError(f"training frame lacks column(s) {', '.join(missing)}")
+    frames = split_frames(task, frame, plan)
+    with task_run(task, frames, "train") as run:
+        fitted = fit(task, frames, tune(task, frames, feature_names, spec, storage, seed))
+        mlflow.log_params({"n_features": len(fitted.features)})
+        evaluation = evaluate(task, fitted.booster, fitted.calibration, frames)
+        log_evaluation(task, fitted.booster, frames, evaluation)
 
         registered = register(task, fitted, evaluation, frames)
         decision = promote(task, registered, evaluation, frames.test)

@@ -63,7 +63,8 @@ class TuneSpec(BaseModel):
 
 @dataclass(frozen=True)
 class TuneResult:
-    params: dict[str, Any]
+    params: dict[str, Any]  # every LightGBM setting of the best trial
+    searched: dict[str, Any]  # the ones the study chose
     best_iteration: int
     best_value: float
     n_trials: int  # finished trials in the study, this run's and earlier ones
@@ -307,6 +308,7 @@ def tune_task(
     best = study.best_trial
     return TuneResult(
         params=fixed_params | best.params | {"bagging_freq": 1},
+        searched=best.params,
         best_iteration=int(best.user_attrs["best_iteration"]),
         best_value=float(best.value),
         n_trials=len(done),
