@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml uv.lock
 
 install: $(VENV)/.installed
 
-demo: install  ## simulate a customer world, build features, train churn, check drift
+demo: install  ## simulate a customer world, build features, train the four tasks, check drift
 	$(VENV)/bin/custlab demo
 
 test: install  ## the whole suite, as CI runs it

@@ -234,6 +234,9 @@ def demo(
 
     spec = _run(_world, customers, weeks, seed, scenario)
     summary = _run(
-        pipeline.demo, _settings(), spec, TuneSpec(n_trials=trials, timeout_seconds=timeout)
+        pipeline.demo,
+        _settings(),
+        spec,
+        TuneSpec(n_trials=trials, timeout_seconds=timeout, max_rounds=500),
     )
     typer.echo(summary)

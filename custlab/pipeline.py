@@ -43,6 +43,7 @@ from training.train import (
 from training.train import evaluate as evaluate_model
 from training.train import tune as tune_study
 from training.tune import TuneResult, TuneSpec
+from training.versus_oracle import OracleComparison, versus_oracle
 
 logger = logging.getLogger("custlab")
 
@@ -179,9 +180,17 @@ def evaluate(
     return version, evaluation
 
 
-def train_all(settings: Settings, tune: TuneSpec) -> list[TrainOutcome]:
+def train_all(
+    settings: Settings, spec: TuneSpec, split: SplitSpec | None = None
+) -> list[TrainOutcome]:
     """Every task in turn."""
-    return [train(settings, name, tune) for name in TASKS]
+    return [train(settings, name, spec, split) for name in TASKS]
+
+
+# The demo's split keeps fewer, further-apart as-of dates than a real run's default, so
+# that four tasks train in minutes on two cores: half the test and validation weeks, and
+# every eighth older week for training.
+DEMO_SPLIT = SplitSpec(test_dates=2, valid_dates=2, train_every=8)
 
 
 def promote(settings: Settings, task_name: str, version: str, reason: str) -> str:
@@ -225,6 +234,17 @@ def check_serving(settings: Settings) -> None:
     task = get_task("churn")
     use_tracking(settings, task.registered_model)
     champion_version(task.registered_model)
+
+
+def compare_to_oracle(world: World, outcome: TrainOutcome) -> OracleComparison | None:
+    """The trained model against the oracle of the world it learned from, logged to its
+    training run."""
+    comparison = versus_oracle(get_task(outcome.task), world, outcome.test, outcome.prediction)
+    if comparison is not None:
+        client = mlflow.MlflowClient()
+        client.log_metric(outcome.run_id, f"oracle_test_{comparison.metric}", comparison.oracle)
+        client.log_metric(outcome.run_id, "ratio_to_oracle", comparison.ratio)
+    return comparison
 
 
 def describe_scores(
@@ -273,13 +293,16 @@ def describe_tuning(task_name: str, result: TuneResult) -> str:
     )
 
 
-def demo(settings: Settings, world: WorldSpec, tune: TuneSpec) -> str:
+def demo(
+    settings: Settings, world: WorldSpec, tune: TuneSpec, split: SplitSpec = DEMO_SPLIT
+) -> str:
     """The main job on the embedded profile: simulate, build features, train every task,
     check churn's drift; returns the closing summary."""
     started = time.perf_counter()
-    simulate(settings, world)
+    simulated = simulate(settings, world)
     build = build_features(settings)
-    outcomes = train_all(settings, tune)
+    outcomes = train_all(settings, tune, split)
+    against_oracle = [compare_to_oracle(simulated, outcome) for outcome in outcomes]
     report = monitor(settings, "churn")
     home = settings.home.resolve()
     return "\n".join(
@@ -290,6 +313,12 @@ def demo(settings: Settings, world: WorldSpec, tune: TuneSpec) -> str:
             f"{build.first_as_of:%Y-%m-%d} .. {build.last_as_of:%Y-%m-%d}; families "
             + ", ".join(build.families),
             *map(describe_training, outcomes),
+            "against the simulator's oracle, on the same test rows:",
+            *(
+                f"  {outcome.task:<12}{comparison.describe()}"
+                for outcome, comparison in zip(outcomes, against_oracle, strict=True)
+                if comparison is not None
+            ),
             f"churn drift, latest week vs test window: {report.summary.describe()}",
             "",
             "next:",

@@ -107,6 +107,8 @@ class Registered:
 class Decision:
     promoted: bool
     reason: str
+    test: pd.DataFrame  # the test rows' keys and label
+    prediction: np.ndarray  # the model's, for those rows
 
 
 @dataclass(frozen=True)
@@ -434,4 +436,6 @@ def train_task(
             baseline_metrics=evaluation.baseline_metrics,
             promoted=decision.promoted,
             reason=decision.reason,
+            test=frames.test[[ENTITY_KEY, EVENT_TIMESTAMP, task.label]],
+            prediction=evaluation.prediction,
         )

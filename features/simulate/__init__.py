@@ -35,7 +35,7 @@ The package has one module per concern, each importing only those before it:
 """
 
 from features.simulate.draws import ADD_TO_CART, APP, LOGIN, SEARCH, STORE, VIEW, WEB
-from features.simulate.oracle import oracle
+from features.simulate.oracle import OracleTruth, oracle, oracle_answer
 from features.simulate.spec import (
     ACTIVE,
     AT_RISK,
@@ -73,6 +73,8 @@ __all__ = [
     "World",
     "WorldSpec",
     "oracle",
+    "oracle_answer",
+    "OracleTruth",
     "parse_scenario",
     "simulate_world",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -218,3 +219,24 @@ def _forward(
         if len(no_order) == len(horizons) and mass.shape[0] > 1:
             mass = mass[:1]
     return no_order[1], 1.0 - no_order[2], spend
+
+
+OracleTruth = Literal["churn", "purchase", "spend"]
+
+
+def oracle_answer(
+    world: World, as_of: pd.DatetimeIndex, truth: OracleTruth, horizon_days: int
+) -> pd.DataFrame:
+    """One of the oracle's answers at one horizon: ``customer_id``, ``event_timestamp``
+    and ``oracle`` (the true churn or purchase probability within ``horizon_days``, or
+    the expected net spend over as many whole weeks)."""
+    days = {"churn_days": horizon_days, "purchase_days": horizon_days, "spend_weeks": 1}
+    if truth == "spend":
+        days = {"spend_weeks": max(1, round(horizon_days / 7))}
+    known = oracle(world, as_of, **days)
+    column = {
+        "churn": "true_churn_prob",
+        "purchase": f"true_purchase_prob_{horizon_days}d",
+        "spend": f"true_spend_{days['spend_weeks']}w",
+    }[truth]
+    return known[[ENTITY_KEY, EVENT_TIMESTAMP]].assign(oracle=known[column].to_numpy())

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from features.labels import LabelFactory
+from features.simulate.oracle import OracleTruth
 from training.objectives import Objective
 
 Tables = Mapping[str, pd.DataFrame]
@@ -105,6 +106,9 @@ class TaskSpec:
         split_by_customer: Keep customers apart across train, validation and test
             instead of purging one horizon between them (a horizon too long for two
             gaps in the history; see :mod:`training.split`).
+        oracle: Which answer of the simulator's oracle is this task's, at its horizon
+            (:func:`features.simulate.oracle_answer`); on a simulated world the model
+            is reported against it. None: the oracle knows no such answer.
     """
 
     name: str
@@ -124,6 +128,7 @@ class TaskSpec:
     monotone: Mapping[str, Literal[-1, 1]] = field(default_factory=dict)
     promotion_margin: float = 0.002
     split_by_customer: bool = False
+    oracle: OracleTruth | None = None
 
     def __post_init__(self) -> None:
         if self.horizon_days <= 0:

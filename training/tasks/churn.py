@@ -27,6 +27,7 @@ TASK = TaskSpec(
     label_params={"active_window_days": ACTIVE_WINDOW_DAYS},
     horizon_days=90,
     objective=OBJECTIVES["binary"],
+    oracle="churn",
     feature_service="churn_v1",
     primary_metric="roc_auc",
     baselines={

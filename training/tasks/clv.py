@@ -23,6 +23,7 @@ TASK = TaskSpec(
     labels=clv_labels,
     horizon_days=365,
     objective=OBJECTIVES["tweedie"],
+    oracle="spend",
     feature_service="clv_v1",
     primary_metric="normalized_gini",
     baselines={

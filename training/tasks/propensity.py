@@ -14,6 +14,7 @@ TASK = TaskSpec(
     labels=propensity_labels,
     horizon_days=30,
     objective=OBJECTIVES["binary"],
+    oracle="purchase",
     feature_service="propensity_v1",
     primary_metric="roc_auc",
     baselines={
