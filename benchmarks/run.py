@@ -3,6 +3,7 @@ table (``benchmarks/results/results.md`` and ``.json``).
 
     python -m benchmarks.run                         # every benchmark, default scale
     python -m benchmarks.run --only serving_churn --customers 5000 --requests 1000
+    python -m benchmarks.run --only tuning --customers 5000 --train-rows 20000 --trials 3
 
 Machines here are shared and noisy: every figure is the median over ``--rounds`` rounds
 that alternate custlab and its anchor, and the ratio to the anchor is what to compare.
@@ -250,7 +251,15 @@ def cdnow_clv(args: argparse.Namespace) -> list[dict]:
     and custlab's baseline) against LightGBM trained through custlab's CLV task."""
     from benchmarks.cdnow_clv import compare
 
-    return compare(n_trials=args.trials)
+    return compare(n_trials=args.trials or 20)
+
+
+def tuning(args: argparse.Namespace) -> list[dict]:
+    """50 Optuna trials for churn on 200,000 training rows: custlab's study with one and
+    two jobs against a plain Optuna + LightGBM loop, with a target of 10 minutes."""
+    from benchmarks.tuning import compare
+
+    return compare(n_trials=args.trials or 50, train_rows=args.train_rows, customers=args.customers)
 
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[dict]]] = {
@@ -259,6 +268,7 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[dict]]] = {
     "feature_snapshot": feature_snapshot,
     "online_store": online_store,
     "cdnow_clv": cdnow_clv,
+    "tuning": tuning,
 }
 
 
@@ -290,7 +300,9 @@ def write_results(rows: list[dict], started: datetime) -> Path:
         ]
         shown = group.drop(columns=["benchmark", "setup", "machine", "measured"])
         shown = shown.dropna(axis=1, how="all")
-        lines += [shown.to_markdown(index=False, floatfmt=".2f"), ""]
+        # Scores such as ROC-AUC differ in the third decimal; everything else shows two.
+        formats = tuple(".4f" if "AUC" in column else ".2f" for column in shown.columns)
+        lines += [shown.to_markdown(index=False, floatfmt=formats), ""]
     md_path = RESULTS / "results.md"
     md_path.write_text("\n".join(lines))
     return md_path
@@ -299,12 +311,19 @@ def write_results(rows: list[dict], started: datetime) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
-    parser.add_argument("--customers", type=int, default=30_000, help="serving world size")
+    parser.add_argument(
+        "--customers", type=int, default=30_000, help="world size (serving_churn, tuning)"
+    )
     parser.add_argument("--world-customers", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--trials", type=int, default=20, help="Optuna trials (cdnow_clv)")
+    parser.add_argument(
+        "--trials", type=int, help="Optuna trials (default: cdnow_clv 20, tuning 50)"
+    )
+    parser.add_argument(
+        "--train-rows", type=int, default=200_000, help="churn training rows (tuning)"
+    )
     args = parser.parse_args()
     started = datetime.now(UTC)
     rows = [row for name in args.only or BENCHMARKS for row in BENCHMARKS[name](args)]
