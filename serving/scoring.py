@@ -12,7 +12,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from training.model_input import model_matrix
+from training.model_input import contributions, model_matrix
 from training.record import ModelRecord
 from training.tasks import TaskSpec
 
@@ -76,33 +76,32 @@ def score_rows(model: LoadedModel, rows: pd.DataFrame, top_reasons: int = 3) -> 
     task = model.task
     values = model_matrix(model.booster, rows)
     given = rows[model.feature_names].to_numpy(dtype=object)
-    contributions = np.asarray(model.booster.predict(values, pred_contrib=True))
-    # Contributions and the bias (last column per class) add up to the raw margin, so one
-    # pass through the trees gives both the explanation and the prediction.
+    per_class = contributions(model.booster, values)
+    # Contributions and the bias add up to the raw margin, so one pass through the trees
+    # gives both the explanation and the prediction.
+    margin = per_class.sum(axis=2)
     if task.objective.name == "multiclass":
-        per_class = contributions.reshape(len(rows), len(task.classes), -1)
-        prediction = task.objective.from_margin(per_class.sum(axis=2))
-        contributions = per_class[np.arange(len(rows)), prediction.argmax(axis=1), :-1]
+        prediction = task.objective.from_margin(margin)
+        pushes = per_class[np.arange(len(rows)), prediction.argmax(axis=1), :-1]
     else:
-        margin = contributions.sum(axis=1)
         calibration = model.record.calibration
         prediction = (
-            task.objective.from_margin(margin)
+            task.objective.from_margin(margin[:, 0])
             if calibration is None
-            else calibration.probability(margin)
+            else calibration.probability(margin[:, 0])
         )
-        contributions = contributions[:, :-1]
+        pushes = per_class[:, 0, :-1]
     scores = []
     for i, p in enumerate(prediction):
-        order = np.argsort(-contributions[i], kind="stable")[:top_reasons]
+        order = np.argsort(-pushes[i], kind="stable")[:top_reasons]
         reasons = [
             Reason(
                 feature=model.feature_names[j],
                 value=_plain(given[i, j]) if not np.isnan(values[i, j]) else None,
-                contribution=round(float(contributions[i, j]), 4),
+                contribution=round(float(pushes[i, j]), 4),
             )
             for j in order
-            if contributions[i, j] > 0
+            if pushes[i, j] > 0
         ]
         tier = task.policy.decide(p, model.record.tier_cuts)
         if task.objective.name == "multiclass":

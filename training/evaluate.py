@@ -32,7 +32,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import precision_recall_curve, precision_recall_fscore_support, roc_curve
 
-from training.model_input import booster_categories, model_matrix
+from training.model_input import booster_categories, contributions, model_matrix
 
 if TYPE_CHECKING:
     from training.tasks import TaskSpec
@@ -192,7 +192,9 @@ def shap_rows(booster: lgb.Booster, available: int) -> int:
     return min(available, max(SHAP_MIN_ROWS, min(SHAP_MAX_ROWS, affordable)))
 
 
-def contributions(booster: lgb.Booster, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def sampled_contributions(
+    booster: lgb.Booster, rows: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
     """A seeded sample of ``rows`` as the booster's matrix, and each feature's contribution
     to each row's margin, shaped (rows, classes, features); one class unless multiclass.
 
@@ -202,9 +204,7 @@ def contributions(booster: lgb.Booster, rows: pd.DataFrame) -> tuple[np.ndarray,
     n = shap_rows(booster, len(rows))
     sample = np.sort(np.random.default_rng(SHAP_SEED).choice(len(rows), n, replace=False))
     matrix = model_matrix(booster, rows.iloc[sample])
-    raw = np.asarray(booster.predict(matrix, pred_contrib=True))
-    per_class = raw.reshape(n, -1, matrix.shape[1] + 1)  # each class block ends in its bias
-    return matrix, per_class[:, :, :-1]
+    return matrix, contributions(booster, matrix)[:, :, :-1]
 
 
 def _ranked(values: dict[str, float]) -> dict[str, float]:
@@ -477,7 +477,7 @@ def model_evidence(booster: lgb.Booster, test: pd.DataFrame, multiclass: bool) -
     """Gain importance and contributions (mean |contribution| and their spread)."""
     names = booster.feature_name()
     gain = dict(zip(names, booster.feature_importance("gain").tolist(), strict=True))
-    matrix, contrib = contributions(booster, test)
+    matrix, contrib = sampled_contributions(booster, test)
     magnitude = np.abs(contrib).sum(axis=1)  # a multiclass feature's pull on any class
     mean_abs = _ranked(dict(zip(names, magnitude.mean(axis=0).tolist(), strict=True)))
     # A multiclass contribution has a sign per class; its spread is shown as magnitude.

@@ -16,6 +16,7 @@ import pandas as pd
 
 from features.families import feature_kinds
 from training.calibration import Calibration
+from training.pyfunc_model import feature_matrix
 
 
 def categorical_features(features: Sequence[str]) -> list[str]:
@@ -52,19 +53,15 @@ def model_matrix(booster: lgb.Booster, rows: pd.DataFrame) -> np.ndarray:
 
     Categories become the booster's codes; an unseen or missing level becomes NaN.
     """
-    names = booster.feature_name()
-    categories = booster_categories(booster)
-    matrix = np.empty((len(rows), len(names)), dtype=np.float64)
-    for j, name in enumerate(names):
-        column = rows[name]
-        if name in categories:
-            codes = pd.Categorical(column.astype(object), categories=categories[name]).codes
-            matrix[:, j] = np.where(codes >= 0, codes, np.nan)
-        else:
-            matrix[:, j] = pd.to_numeric(column, errors="coerce").to_numpy(
-                dtype=np.float64, na_value=np.nan
-            )
-    return matrix
+    return feature_matrix(booster.feature_name(), booster_categories(booster), rows)
+
+
+def contributions(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
+    """LightGBM's TreeSHAP values (``pred_contrib``) as (rows, classes, features + 1):
+    one class block for a binary or regression model, each block ending in its bias.
+    A block adds up to that class's raw margin."""
+    raw = np.asarray(booster.predict(matrix, pred_contrib=True))
+    return raw.reshape(len(matrix), -1, matrix.shape[1] + 1)
 
 
 def predict(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import lightgbm as lgb
 import mlflow
@@ -14,6 +15,8 @@ from features.errors import CustlabError
 
 logger = logging.getLogger(__name__)
 
+# The booster's file name among a registered model's artifacts.
+BOOSTER_FILE = "booster.txt"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PROMOTION_DECISION = "promotion_decision"
@@ -110,7 +113,8 @@ def load_champion(model_name: str) -> tuple[lgb.Booster, str]:
 
 
 def load_version(model_name: str, version: str) -> lgb.Booster:
-    """The native LightGBM booster of one registry version.
+    """The native LightGBM booster of one registry version (the file its pyfunc wraps,
+    :mod:`training.pyfunc_model`).
 
     Raises:
         CustlabError: ``model_name`` has no such version.
@@ -119,7 +123,12 @@ def load_version(model_name: str, version: str) -> lgb.Booster:
         MlflowClient().get_model_version(model_name, version)
     except MlflowException:
         raise CustlabError(f"'{model_name}' has no version {version}") from None
-    return mlflow.lightgbm.load_model(f"models:/{model_name}/{version}")
+    uri = f"models:/{model_name}/{version}"
+    booster_file = Path(mlflow.artifacts.download_artifacts(uri), "artifacts", BOOSTER_FILE)
+    if not booster_file.exists():
+        # Registered before custlab logged its pyfunc: a plain LightGBM model.
+        return mlflow.lightgbm.load_model(uri)
+    return lgb.Booster(model_file=str(booster_file))
 
 
 def check_gate(

@@ -6,25 +6,34 @@ inside one MLflow run.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightgbm as lgb
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
+import scipy
+from mlflow.models import ModelSignature
+from mlflow.models.model import ModelInfo
+from mlflow.types import ColSpec, Schema
 
 from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
 from features.errors import CustlabError
+from training import pyfunc_model
 from training.bootstrap import Interval, margin_interval
 from training.calibration import Calibration
 from training.evaluate import log_evidence
-from training.model_input import model_frame, predict
+from training.model_input import booster_categories, model_frame, predict
+from training.pyfunc_model import BOOSTER, SCORING, scoring_spec
 from training.record import ModelRecord, Window, fingerprint
 from training.registry import (
+    BOOSTER_FILE,
     CHALLENGER,
     CHAMPION,
     GateFailed,
@@ -107,8 +116,6 @@ class Registered:
 class Decision:
     promoted: bool
     reason: str
-    test: pd.DataFrame  # the test rows' keys and label
-    prediction: np.ndarray  # the model's, for those rows
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,8 @@ class TrainOutcome:
     baseline_metrics: dict[str, dict[str, float]]
     promoted: bool
     reason: str
+    test: pd.DataFrame  # the test rows' keys and label
+    prediction: np.ndarray  # the model's, for those rows
 
 
 def usable_features(train: pd.DataFrame, feature_names: Sequence[str]) -> list[str]:
@@ -253,6 +262,72 @@ def evaluate(
     )
 
 
+def pyfunc_signature(task: TaskSpec, booster: lgb.Booster) -> ModelSignature:
+    """Every feature optional (unknown is a value custlab scores), a category as its
+    name; out, a probability or amount, or one probability per class."""
+    categories = booster_categories(booster)
+    inputs = Schema(
+        [
+            ColSpec("string" if name in categories else "double", name, required=False)
+            for name in booster.feature_name()
+        ]
+    )
+    if task.objective.name == "multiclass":
+        outputs = Schema([ColSpec("double", name) for name in task.classes])
+    else:
+        outputs = Schema([ColSpec("double", task.label)])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def plain_rows(rows: pd.DataFrame, booster: lgb.Booster) -> pd.DataFrame:
+    """Feature rows as JSON carries them: floats, and category names or None."""
+    categories = booster_categories(booster)
+    return pd.DataFrame(
+        {
+            name: (
+                rows[name].astype(object).where(rows[name].notna(), None)
+                if name in categories
+                else pd.to_numeric(rows[name], errors="coerce").astype(np.float64)
+            )
+            for name in booster.feature_name()
+        }
+    )
+
+
+def log_pyfunc(task: TaskSpec, fitted: Fitted, example: pd.DataFrame) -> ModelInfo:
+    """Log the model as MLflow's generic pyfunc (:mod:`training.pyfunc_model`): the
+    booster file and its scoring spec as artifacts, so any MLflow client scores rows of
+    plain values, category names included, as custlab does."""
+    calibration = fitted.calibration
+    spec = scoring_spec(
+        fitted.booster,
+        booster_categories(fitted.booster),
+        task.objective.name,
+        task.classes,
+        None if calibration is None else (calibration.slope, calibration.intercept),
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        booster_file = Path(folder, BOOSTER_FILE)
+        fitted.booster.save_model(booster_file)
+        spec_file = Path(folder, "scoring.json")
+        spec_file.write_text(json.dumps(spec), encoding="utf-8")
+        artifacts = {BOOSTER: str(booster_file), SCORING: str(spec_file)}
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=Path(pyfunc_model.__file__),
+            artifacts=artifacts,
+            # Stating the requirements spares MLflow seconds of probing the environment.
+            pip_requirements=[
+                f"lightgbm=={lgb.__version__}",
+                f"pandas=={pd.__version__}",
+                f"scipy=={scipy.__version__}",
+            ],
+            signature=pyfunc_signature(task, fitted.booster),
+            input_example=plain_rows(example, fitted.booster),
+            registered_model_name=task.registered_model,
+        )
+
+
 def register(
     task: TaskSpec, fitted: Fitted, evaluation: Evaluation, frames: SplitFrames
 ) -> Registered:
@@ -260,15 +335,7 @@ def register(
     record, and give it the ``challenger`` alias."""
     features = fitted.features
     example = frames.test[features].head(5)
-    info = mlflow.lightgbm.log_model(
-        fitted.booster,
-        name="model",
-        # Stating the requirement spares MLflow seconds of probing the environment.
-        pip_requirements=[f"lightgbm=={lgb.__version__}"],
-        signature=infer_signature(example, predict(fitted.booster, example, fitted.calibration)),
-        input_example=example,
-        registered_model_name=task.registered_model,
-    )
+    info = log_pyfunc(task, fitted, example)
     version = str(info.registered_model_version)
     record = ModelRecord(
         task=task.name,

@@ -17,6 +17,8 @@ from custlab.settings import Settings
 from features.store import latest_as_of, read_features
 from tests.factories import DEMO_TUNING
 from training.model_input import model_frame
+from training.record import ModelRecord
+from training.registry import load_champion
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,13 +30,19 @@ def test_served_score_equals_the_offline_score_of_the_same_row(client, demo_home
     rows = latest[latest["orders_52w"] > 0].sort_values("age_band", na_position="first").head(5)
     served = client.post("/v1/churn", json={"customer_ids": rows["customer_id"].tolist()}).json()
 
-    booster = mlflow.lightgbm.load_model("models:/custlab-churn@champion")
+    booster, version = load_champion("custlab-churn")
     assert isinstance(booster, lgb.Booster) and booster.pandas_categorical
+    calibration = ModelRecord.read("custlab-churn", version).calibration
+    assert calibration is not None
     # LightGBM's own handling of pandas categories is the reference for serving's codes.
-    offline = booster.predict(model_frame(rows, booster.feature_name()))
-    np.testing.assert_allclose(
-        [p["score"] for p in served["predictions"]], offline, rtol=0, atol=1e-6
-    )
+    margin = booster.predict(model_frame(rows, booster.feature_name()), raw_score=True)
+    served_scores = [p["score"] for p in served["predictions"]]
+    np.testing.assert_allclose(served_scores, calibration.probability(margin), rtol=0, atol=1e-6)
+    # Any MLflow client scores the same rows, categories as plain strings, as custlab does.
+    features = booster.feature_name()
+    plain = rows[features].astype(object).where(rows[features].notna(), None)
+    pyfunc = mlflow.pyfunc.load_model("models:/custlab-churn@champion").predict(plain)
+    np.testing.assert_allclose(served_scores, pyfunc, rtol=0, atol=1e-6)
 
 
 def test_registry_holds_a_documented_champion(demo_home):
