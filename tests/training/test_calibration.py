@@ -29,8 +29,15 @@ def test_platt_scaling_fitted_on_one_window_calibrates_another():
 
 def test_one_outcome_or_a_reversed_margin_leaves_the_margin_as_it_is():
     margin = np.linspace(-2, 2, 100)
-    assert Calibration.fit(margin, np.ones(100)) == Calibration(slope=1.0, intercept=0.0)
-    assert Calibration.fit(margin, (margin < 0).astype(int)).slope == 1.0
+    assert Calibration.fit(margin, np.ones(100)).is_identity
+    assert Calibration.fit(margin, (margin < 0).astype(int)).is_identity
+
+
+def test_a_margin_already_calibrated_is_left_as_it_is():
+    rng = np.random.default_rng(3)
+    margin = rng.normal(size=20_000)
+    outcome = (rng.random(20_000) < expit(margin)).astype(int)
+    assert Calibration.fit(margin, outcome).is_identity
 
 
 def test_calibration_error_of_a_perfect_forecast_is_zero():
