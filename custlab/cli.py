@@ -213,7 +213,8 @@ def serve(
     from serving.launch import serve_command
 
     settings = _settings()
-    _run(pipeline.check_serving, settings)
+    for line in _run(pipeline.check_serving, settings):
+        typer.echo(line)
     command = serve_command(settings.serve_host, port or settings.serve_port)
     # BentoML's usage tracking stays off: nothing leaves the machine.
     os.execve(sys.executable, command, os.environ | {"BENTOML_DO_NOT_TRACK": "true"})

@@ -229,11 +229,26 @@ def monitor(settings: Settings, task_name: str) -> MonitorReport:
         return monitor_task(settings, get_task(task_name))
 
 
-def check_serving(settings: Settings) -> None:
-    """Fail fast, before a server starts, when a served model has no champion."""
-    task = get_task("churn")
-    use_tracking(settings, task.registered_model)
-    champion_version(task.registered_model)
+def check_serving(settings: Settings) -> list[str]:
+    """Before a server starts: which tasks it will serve (those with a champion), and
+    why each other one will answer 503.
+
+    Raises:
+        CustlabError: No task has a champion; the message says why for each.
+    """
+    served, lines = [], []
+    for name, task in TASKS.items():
+        use_tracking(settings, task.registered_model)
+        try:
+            version = champion_version(task.registered_model)
+        except CustlabError as error:
+            lines.append(f"{name}: not served: {error}")
+            continue
+        served.append(name)
+        lines.append(f"{name}: {task.registered_model} v{version} at /v1/{name}")
+    if not served:
+        raise CustlabError("nothing to serve; " + "; ".join(lines))
+    return lines
 
 
 def compare_to_oracle(world: World, outcome: TrainOutcome) -> OracleComparison | None:
@@ -328,6 +343,7 @@ def demo(
             f"  score          curl -s -X POST http://{settings.serve_host}:{settings.serve_port}"
             "/v1/churn -H 'content-type: application/json' "
             f'-d \'{{"customer_ids": ["{report.example_customer}"]}}\'',
+            "  other tasks    the same body at " + ", ".join(f"/v1/{name}" for name in TASKS),
             f"  drift report   {report.html}",
             f"  clean up       rm -rf {home}",
         ]

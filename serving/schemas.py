@@ -18,7 +18,7 @@ CustomerId = Annotated[
 ]
 
 
-class ChurnRequest(BaseModel):
+class ScoreRequest(BaseModel):
     """Customers to score; their features come from the online store."""
 
     model_config = _REQUEST_CONFIG
@@ -42,7 +42,7 @@ FeatureRow = create_model(
 FeatureRow.__doc__ = "Feature values of one customer; a missing feature is unknown."
 
 
-class ChurnFeaturesRequest(BaseModel):
+class FeaturesRequest(BaseModel):
     """Feature rows to score as they are, without the feature store."""
 
     model_config = _REQUEST_CONFIG

@@ -12,21 +12,24 @@ from typing import Any
 
 import bentoml
 import pandas as pd
+from bentoml.exceptions import ServiceUnavailable
+from feast import FeatureStore
 
 from custlab.settings import Settings
+from features.errors import CustlabError
 from features.families import FAMILIES
 from features.store import OnlineReader, feature_refs, open_store
 from serving.models import load_champion_model
 from serving.predictions import PredictionLog
 from serving.schemas import (
-    ChurnFeaturesRequest,
-    ChurnRequest,
+    FeaturesRequest,
     Prediction,
     ReasonCode,
+    ScoreRequest,
     ScoringResponse,
 )
 from serving.scoring import LoadedModel, Score, score_rows
-from training.tasks import get_task
+from training.tasks import TASKS, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -68,26 +71,19 @@ def _log_records(
     ]
 
 
-@bentoml.service(workers=1, traffic={"timeout": 10})
-class CustomerScoring:
-    """Online scoring of every task with a champion: answers carry the model version, the
-    score, a decision tier with its action, reason codes and warnings."""
+class TaskScorer:
+    """One task's champion with the online reader of its own features."""
 
-    def __init__(self) -> None:
-        settings = Settings()
-        self.task = get_task("churn")
-        self.model: LoadedModel = load_champion_model(settings, self.task)
-        self.store = open_store(settings)
+    def __init__(self, model: LoadedModel, store: FeatureStore, log: PredictionLog) -> None:
+        self.model, self.task, self.log = model, model.task, log
         # The model's own features, wherever its feature service keeps them.
         refs = {
             ref.split(":", 1)[1]: ref
-            for ref in feature_refs(self.store, self.model.feature_service, list(FAMILIES))
+            for ref in feature_refs(store, model.feature_service, list(FAMILIES))
         }
-        self.reader = OnlineReader(self.store, [refs[name] for name in self.model.feature_names])
-        self.log = PredictionLog(settings.prediction_log_dir)
-        logger.info("serving %s v%s", self.model.name, self.model.version)
+        self.reader = OnlineReader(store, [refs[name] for name in model.feature_names])
 
-    def _respond(self, predictions: list[Prediction]) -> ScoringResponse:
+    def respond(self, predictions: list[Prediction]) -> ScoringResponse:
         return ScoringResponse(
             model=self.model.name,
             model_version=self.model.version,
@@ -95,10 +91,7 @@ class CustomerScoring:
             predictions=predictions,
         )
 
-    @bentoml.api(route="/v1/churn")
-    def churn(self, request: ChurnRequest, /) -> ScoringResponse:
-        """Churn risk of customers, from their latest features in the online store."""
-        ids = list(request.customer_ids)
+    def score_customers(self, ids: list[str]) -> ScoringResponse:
         online = self.reader.read(ids)
         rows, known = online.features, online.known
         scores = iter(score_rows(self.model, rows[known]) if known.any() else [])
@@ -126,14 +119,70 @@ class CustomerScoring:
                 warnings.append(f"stale_features: {stale:.0f} days past the feature view's ttl")
             predictions.append(_prediction(cid, next(scores), warnings))
         self.log.append(self.task.name, _log_records(ids, rows, predictions, "online"))
-        return self._respond(predictions)
+        return self.respond(predictions)
 
-    @bentoml.api(route="/v1/churn/features")
-    def churn_features(self, request: ChurnFeaturesRequest, /) -> ScoringResponse:
-        """Churn risk of feature rows given in the request."""
-        rows = pd.DataFrame([row.model_dump() for row in request.rows])
+    def score_features(self, rows: pd.DataFrame) -> ScoringResponse:
         predictions = [_prediction(None, s, []) for s in score_rows(self.model, rows)]
         self.log.append(
             self.task.name, _log_records([None] * len(rows), rows, predictions, "features")
         )
-        return self._respond(predictions)
+        return self.respond(predictions)
+
+
+def _routes(task: str) -> dict[str, Any]:
+    """The two routes of one task: its customers by id, and feature rows as given."""
+
+    def by_id(self, request: ScoreRequest, /) -> ScoringResponse:
+        return self.scorer(task).score_customers(list(request.customer_ids))
+
+    def by_features(self, request: FeaturesRequest, /) -> ScoringResponse:
+        rows = pd.DataFrame([row.model_dump() for row in request.rows])
+        return self.scorer(task).score_features(rows)
+
+    description = get_task(task).description
+    by_id.__doc__ = f"{description} Features from the online store."
+    by_features.__doc__ = f"{description} Features as given in the request."
+    routes = {}
+    for function, name, route in (
+        (by_id, task, f"/v1/{task}"),
+        (by_features, f"{task}_features", f"/v1/{task}/features"),
+    ):
+        # BentoML finds an API by its function's name: it must be the attribute's.
+        function.__name__ = function.__qualname__ = name
+        routes[name] = bentoml.api(route=route)(function)
+    return routes
+
+
+@bentoml.service(workers=1, traffic={"timeout": 10})
+class CustomerScoring:
+    """Online scoring of every task with a champion: answers carry the model version, the
+    score, a decision tier with its action, reason codes and warnings. Each task has
+    ``/v1/<task>`` and ``/v1/<task>/features``; a task without a champion answers 503
+    saying why."""
+
+    def __init__(self) -> None:
+        settings = Settings()
+        store = open_store(settings)
+        log = PredictionLog(settings.prediction_log_dir)
+        self.scorers: dict[str, TaskScorer] = {}
+        self.unavailable: dict[str, str] = {}
+        for name, task in TASKS.items():
+            try:
+                model = load_champion_model(settings, task)
+            except CustlabError as error:
+                self.unavailable[name] = str(error)
+                logger.warning("not serving %s: %s", name, error)
+                continue
+            self.scorers[name] = TaskScorer(model, store, log)
+            logger.info("serving %s v%s", model.name, model.version)
+        if not self.scorers:
+            raise CustlabError("no task has a champion to serve; train one (custlab train)")
+
+    def scorer(self, task: str) -> TaskScorer:
+        if task not in self.scorers:
+            raise ServiceUnavailable(f"{task} is not served: {self.unavailable[task]}")
+        return self.scorers[task]
+
+    for _task in TASKS:
+        vars().update(_routes(_task))
+    del _task

@@ -353,6 +353,15 @@ def register(
         data_fingerprint=fingerprint(frames.fit, task.label),
     )
     record.write(task.registered_model, version)
+    # The same facts on the run, for finding runs by them in the MLflow UI.
+    mlflow.set_tags(
+        {
+            "feature_service": record.feature_service,
+            "train_window": str(record.train_window),
+            "test_window": str(record.test_window),
+            "data_fingerprint": record.data_fingerprint,
+        }
+    )
     set_alias(task.registered_model, CHALLENGER, version)
     return Registered(version, record)
 

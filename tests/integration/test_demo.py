@@ -51,8 +51,23 @@ def test_registry_holds_a_documented_champion(demo_home):
     for tag in ("feature_service", "train_window", "test_window", "promotion_decision"):
         assert version.tags[tag]
     run = client.get_run(version.run_id)
-    for metric in ("test_roc_auc", "test_pr_auc", "test_brier", "baseline_recency_rule_roc_auc"):
+    for metric in (
+        "test_roc_auc",
+        "test_pr_auc",
+        "test_brier",
+        "test_ece",
+        "test_brier_uncalibrated",
+        "baseline_recency_rule_roc_auc",
+        "margin_over_best_baseline_ci_low",
+        "ratio_to_oracle",
+        "trials_pruned",
+    ):
         assert metric in run.data.metrics
+    for tag in ("feature_service", "train_window", "data_fingerprint", "best_baseline"):
+        assert run.data.tags[tag]
+    low = run.data.metrics["margin_over_best_baseline_ci_low"]
+    high = run.data.metrics["margin_over_best_baseline_ci_high"]
+    assert low <= run.data.metrics["margin_over_best_baseline"] <= high
     artifacts = {a.path for a in client.list_artifacts(version.run_id, "plots")}
     assert {"plots/roc.png", "plots/calibration.png"} <= artifacts
     trials = client.search_runs(

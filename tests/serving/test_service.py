@@ -8,7 +8,7 @@ from custlab.settings import Settings
 from features.store import latest_as_of, read_features
 from serving.schemas import MAX_BATCH
 from serving.service import UNKNOWN_CUSTOMER, outside_population
-from training.tasks import get_task
+from training.tasks import TASKS, get_task
 
 pytestmark = pytest.mark.integration
 CHURN = get_task("churn")
@@ -80,3 +80,29 @@ def test_every_prediction_is_logged(client, demo_home, latest):
     records = [json.loads(line) for path in logs for line in path.read_text().splitlines()]
     logged = [r for r in records if r["source"] == "online" and r["customer_id"] in ids]
     assert len(logged) >= 2 and all("features" in r and "score" in r for r in logged)
+
+
+def test_every_task_with_a_champion_has_its_route(client, latest):
+    from mlflow import MlflowClient
+
+    ids = latest.loc[latest["orders_52w"] > 0, "customer_id"].head(2).tolist()
+    registry = MlflowClient()
+    served = 0
+    for name, task in TASKS.items():
+        response = client.post(f"/v1/{name}", json={"customer_ids": ids})
+        try:
+            registry.get_model_version_by_alias(task.registered_model, "champion")
+        except Exception:
+            # No champion: the route says why instead of scoring.
+            assert response.status_code == 503 and "not served" in response.text
+            continue
+        served += 1
+        body = response.json()
+        assert response.status_code == 200 and body["model"] == task.registered_model
+        assert [p["customer_id"] for p in body["predictions"]] == ids
+        for prediction in body["predictions"]:
+            assert prediction["tier"] in {tier.name for tier in task.policy.tiers}
+            if task.classes:
+                assert set(prediction["probabilities"]) == set(task.classes)
+                assert sum(prediction["probabilities"].values()) == pytest.approx(1.0)
+    assert served >= 2, "the demo run should leave most tasks with a champion"
