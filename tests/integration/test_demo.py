@@ -41,8 +41,12 @@ def test_served_score_equals_the_offline_score_of_the_same_row(client, demo_home
     # Any MLflow client scores the same rows, categories as plain strings, as custlab does.
     features = booster.feature_name()
     plain = rows[features].astype(object).where(rows[features].notna(), None)
-    pyfunc = mlflow.pyfunc.load_model("models:/custlab-churn@champion").predict(plain)
-    np.testing.assert_allclose(served_scores, pyfunc, rtol=0, atol=1e-6)
+    model = mlflow.pyfunc.load_model("models:/custlab-churn@champion")
+    batch = model.predict(plain)
+    np.testing.assert_allclose(served_scores, batch, rtol=0, atol=1e-6)
+    # One row alone scores as it does inside the batch.
+    for i in range(len(plain)):
+        assert model.predict(plain.iloc[[i]])[0] == pytest.approx(batch[i], abs=1e-12)
 
 
 def test_registry_holds_a_documented_champion(demo_home):
