@@ -25,6 +25,15 @@ class Interval:
     high: float
     level: float = 0.95
 
+    @property
+    def verdict(self) -> str:
+        """``win`` or ``loss`` when the interval excludes zero, ``tie`` when it holds it."""
+        if self.low > 0:
+            return "win"
+        if self.high < 0:
+            return "loss"
+        return "tie"
+
     def __str__(self) -> str:
         return f"{self.estimate:+.4f} ({self.level:.0%} CI {self.low:+.4f}..{self.high:+.4f})"
 

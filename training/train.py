@@ -103,7 +103,7 @@ class Evaluation:
     def describe_margin(self, metric: str) -> str:
         if self.margin is None:
             return "no baseline"
-        return f"{metric} over {self.best_baseline} {self.margin}"
+        return f"{metric} over {self.best_baseline} {self.margin}: a {self.margin.verdict}"
 
 
 @dataclass(frozen=True)
@@ -382,9 +382,10 @@ def _champion_metric(task: TaskSpec, test: pd.DataFrame) -> float | None:
 def promote(
     task: TaskSpec, registered: Registered, evaluation: Evaluation, test: pd.DataFrame
 ) -> Decision:
-    """The gate: the challenger becomes ``champion`` only if it beats every baseline and
-    the champion (scored on the same test rows) by the task's margin. The decision and
-    its reason are recorded on the version either way."""
+    """The gate: the challenger becomes ``champion`` only if it beats every baseline, the
+    best one beyond its bootstrap interval (a margin whose interval holds zero is a tie,
+    not a win), and the champion (scored on the same test rows) by the task's margin. The
+    decision and its reason are recorded on the version either way."""
     metric = task.primary_metric
     try:
         reason = check_gate(
@@ -394,6 +395,11 @@ def promote(
             {name: values[metric] for name, values in evaluation.baseline_metrics.items()},
             task.promotion_margin,
         )
+        if evaluation.margin is not None and evaluation.margin.verdict != "win":
+            raise GateFailed(
+                f"{metric} {evaluation.metrics[metric]:.4f} ties baseline "
+                f"{evaluation.best_baseline}: the margin's interval holds zero"
+            )
         set_alias(task.registered_model, CHAMPION, registered.version)
         decision = Decision(True, reason)
     except GateFailed as failure:

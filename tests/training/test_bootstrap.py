@@ -24,3 +24,11 @@ def test_a_real_margin_has_an_interval_above_zero_and_noise_one_around_it():
     assert better.low > 0 and better.low < better.estimate < better.high
     same = margin_interval(rank_auc, y, good, good + 1e-9, customers, 200, seed=1)
     assert same.estimate == pytest.approx(0.0)
+
+
+def test_the_verdict_is_a_tie_while_the_interval_holds_zero():
+    from training.bootstrap import Interval
+
+    assert Interval(0.01, 0.004, 0.02).verdict == "win"
+    assert Interval(0.003, -0.001, 0.008).verdict == "tie"
+    assert Interval(-0.01, -0.02, -0.004).verdict == "loss"
