@@ -194,7 +194,10 @@ def clean(source: pd.DataFrame, mapping: Mapping, now: datetime) -> tuple[pd.Dat
         elif str(dtype).startswith(("float", "int")):
             number = pd.to_numeric(text, errors="coerce")
             sorter.set_aside(text.notna() & number.isna(), f"bad_{column}")
-            out[column] = number.astype(float) if str(dtype).startswith("float") else number
+            if str(dtype).startswith("int"):
+                # Exports write counts as 6.0; a real fraction is a bad row, not a count.
+                sorter.set_aside(number.notna() & (number % 1 != 0), f"fractional_{column}")
+            out[column] = number.astype(float)
         else:
             out[column] = text.str.strip()
 
@@ -215,8 +218,7 @@ def _orders_amount_and_returns(
     if mapping.amount.rule == "quantity_x_unit_price":
         price = pd.to_numeric(source[mapping.amount.unit_price], errors="coerce")
         sorter.set_aside(price.isna(), "bad_unit_price")
-        quantity = out["quantity"] if "quantity" in out else pd.Series(1.0, index=out.index)
-        out["amount"] = quantity * price
+        out["amount"] = out["quantity"] * price  # the mapping gives quantity (checked)
     sorter.set_aside(out["amount"].isna(), "bad_amount")
 
     rule = mapping.returns
@@ -359,9 +361,14 @@ def ingest_frame(
         table = apply_links(table, links)
     table = table.reset_index(drop=True)
     quarantine = _quarantine_frame(source, sorter, mapping, key)
+    schema = RAW_SCHEMAS[mapping.table].columns
     for column, values in table.items():
         if isinstance(values.dtype, pd.BooleanDtype) and not values.isna().any():
             table[column] = values.astype(bool)
+        declared = schema[column].dtype if column in schema else None
+        if str(declared).startswith("int") and values.dtype.kind == "f" and values.notna().all():
+            # Integral by construction: fractions were set aside above.
+            table[column] = values.astype(np.int64)
     table = validate_table(mapping.table, table)
     return IngestResult(
         table=mapping.table,

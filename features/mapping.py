@@ -143,6 +143,14 @@ class Mapping(_Strict):
         timestamp = TIMESTAMP_COLUMNS[self.table]
         if timestamp not in self.columns:
             raise ValueError(f"'columns' must map {timestamp}")
+        # A rule that reads a column the mapping does not give would silently read
+        # nothing (an amount of unit price alone, no returns): refuse it here.
+        for rule, needs in (
+            (self.amount.rule == "quantity_x_unit_price" and "quantity_x_unit_price", "quantity"),
+            (self.returns.rule == "negative_quantity" and "negative_quantity", "quantity"),
+        ):
+            if rule and needs not in self.columns:
+                raise ValueError(f"rule '{rule}' needs {needs} mapped in 'columns'")
         if self.order_lines and "order_id" not in self.columns:
             raise ValueError("order_lines needs order_id mapped")
         if self.order_lines and self.identity:

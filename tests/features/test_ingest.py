@@ -212,3 +212,30 @@ def test_extremes_can_be_quarantined_instead_of_flagged(retail):
     assert result.reasons["extreme_amount"] == 1
     assert "581483" not in set(result.frame["order_id"]) and result.flagged.empty
     assert result.rows_in == result.rows_kept + result.rows_quarantined
+
+
+def test_integral_floats_count_as_integers_and_fractions_are_set_aside():
+    mapping = load_mapping(MAPPINGS / "online_retail.yaml")
+    source = pd.read_csv(FIXTURES / "online_retail_lines.csv", dtype=str).head(6)
+    source["Quantity"] = ["6.0", "6", "8.00", "6.0", "2.5", "6.0"]
+    result = ingest_frame(source, mapping, KEY)
+    assert result.reasons == {"fractional_quantity": 1}
+    orders = result.frame.set_index("order_id")
+    assert orders.loc["536365", "amount"] == pytest.approx(6 * 2.55 + 6 * 3.39 + 8 * 2.75)
+    assert result.rows_in == result.rows_kept + result.rows_quarantined
+
+
+def test_a_rule_needing_an_unmapped_column_is_refused_before_reading(tmp_path: Path):
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "table: orders\ncolumns: {customer_id: a, order_ts: b}\n"
+        "amount: {rule: quantity_x_unit_price, unit_price: p}\n"
+    )
+    with pytest.raises(CustlabError, match="quantity_x_unit_price.*needs quantity mapped"):
+        load_mapping(path)
+    path.write_text(
+        "table: orders\ncolumns: {customer_id: a, order_ts: b, amount: c}\n"
+        "returns: {rule: negative_quantity}\n"
+    )
+    with pytest.raises(CustlabError, match="negative_quantity.*needs quantity mapped"):
+        load_mapping(path)
