@@ -47,6 +47,10 @@ class IngestResult:
     rows_written: int
     reasons: dict[str, int] = field(default_factory=dict)
     resolution: Resolution | None = None
+    # Per reason: what the rule expected and a few of the values it refused (never an
+    # id or a PII column's).
+    hints: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # how values were read, e.g. ISO 8601
 
     def summary(self) -> dict[str, object]:
         keep = ("table", "rows_in", "rows_kept", "rows_quarantined", "rows_written", "reasons")
@@ -68,9 +72,17 @@ class IngestResult:
                 f"; identity: {report['rows_merged']:,} rows linked into "
                 f"{report['merged_customers']:,} customers"
             )
+        # Where one rule set aside most rows, the mapping is likely wrong: say how.
+        most = "".join(
+            f"; most rows failed {reason}: {self.hints[reason]}"
+            for reason, count in self.reasons.items()
+            if count * 2 > self.rows_in and reason in self.hints
+        )
+        notes = "".join(f"; {note}" for note in self.notes)
         return (
             f"{self.table}: {self.rows_in:,} rows in = {self.rows_kept:,} kept + "
             f"{self.rows_quarantined:,} quarantined ({reasons}){merged}{flagged}{linked}"
+            f"{notes}{most}"
         )
 
 
@@ -123,21 +135,59 @@ class _Sorter:
     def __init__(self, source: pd.DataFrame) -> None:
         self.source = source
         self.reason = pd.Series(None, index=source.index, dtype=object)
+        self.hints: dict[str, str] = {}
+        self.notes: list[str] = []
 
-    def set_aside(self, mask: pd.Series, reason: str) -> None:
+    def set_aside(
+        self,
+        mask: pd.Series,
+        reason: str,
+        values: pd.Series | None = None,
+        expected: str | None = None,
+    ) -> None:
+        """Set aside the rows of ``mask`` not yet set aside, with ``reason``; with
+        ``values`` (a column that is neither an id nor PII), remember what was expected
+        and up to three of the refused values, for the report."""
         fresh = mask & self.reason.isna()
         self.reason[fresh] = reason
+        if values is not None and fresh.any() and reason not in self.hints:
+            shown = ", ".join(repr(str(v)) for v in values[fresh].dropna().unique()[:3])
+            self.hints[reason] = f"expected {expected}; refused values such as {shown}"
 
     @property
     def alive(self) -> pd.Series:
         return self.reason.isna()
 
 
-def _parse_timestamps(text: pd.Series, mapping: Mapping) -> pd.Series:
+def _parse_timestamps(
+    text: pd.Series, mapping: Mapping, notes: list[str] | None = None
+) -> pd.Series:
+    """Timestamps in UTC: in the mapping's format, or else ISO 8601 (an export of the
+    same kind often writes that); values that carry no zone are in the mapping's
+    timezone. How many values were read as ISO 8601 beside a format goes to ``notes``."""
     spec = mapping.timestamps
-    parsed = pd.to_datetime(text, format=spec.format or "ISO8601", errors="coerce", utc=False)
+    parsed = _in_utc(text, spec.format or "ISO8601", spec.timezone)
+    if spec.format is not None:
+        retry = parsed.isna() & text.notna()
+        if retry.any():
+            iso = _in_utc(text[retry], "ISO8601", spec.timezone)
+            parsed = parsed.copy()  # the parse may be a view; writing into it is lost
+            parsed[retry] = iso
+            if notes is not None and iso.notna().any():
+                notes.append(
+                    f"{text.name}: {int(iso.notna().sum()):,} values read as ISO 8601 "
+                    f"beside the format {spec.format}"
+                )
+    return parsed
+
+
+def _in_utc(text: pd.Series, format: str, timezone: str) -> pd.Series:
+    try:
+        parsed = pd.to_datetime(text, format=format, errors="coerce", utc=False)
+    except ValueError:  # offsets that differ from row to row
+        return pd.to_datetime(text, format=format, errors="coerce", utc=True)
     if getattr(parsed.dt, "tz", None) is None:
-        parsed = parsed.dt.tz_localize(spec.timezone, ambiguous="NaT", nonexistent="NaT")
+        parsed = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
     return parsed.dt.tz_convert("UTC")
 
 
@@ -169,8 +219,13 @@ def clean(source: pd.DataFrame, mapping: Mapping, now: datetime) -> tuple[pd.Dat
     out["customer_id"] = customer
 
     ts_column = TIMESTAMP_COLUMNS[table]
-    stamps = _parse_timestamps(source[cols[ts_column]], mapping)
-    sorter.set_aside(stamps.isna(), "bad_timestamp")
+    stamps = _parse_timestamps(source[cols[ts_column]], mapping, sorter.notes)
+    expected = (
+        f"{mapping.timestamps.format} or ISO 8601"
+        if mapping.timestamps.format
+        else "ISO 8601 (or give timestamps.format in the mapping)"
+    )
+    sorter.set_aside(stamps.isna(), "bad_timestamp", source[cols[ts_column]], expected)
     earliest = pd.Timestamp(mapping.timestamps.earliest, tz="UTC")
     latest = (
         pd.Timestamp(mapping.timestamps.latest, tz="UTC") + pd.Timedelta(days=1)
@@ -193,10 +248,16 @@ def clean(source: pd.DataFrame, mapping: Mapping, now: datetime) -> tuple[pd.Dat
             out[column] = _parse_bool(text)
         elif str(dtype).startswith(("float", "int")):
             number = pd.to_numeric(text, errors="coerce")
-            sorter.set_aside(text.notna() & number.isna(), f"bad_{column}")
+            shown = None if column in mapping.pii else text
+            sorter.set_aside(text.notna() & number.isna(), f"bad_{column}", shown, "a number")
             if str(dtype).startswith("int"):
                 # Exports write counts as 6.0; a real fraction is a bad row, not a count.
-                sorter.set_aside(number.notna() & (number % 1 != 0), f"fractional_{column}")
+                sorter.set_aside(
+                    number.notna() & (number % 1 != 0),
+                    f"fractional_{column}",
+                    shown,
+                    "a whole number",
+                )
             out[column] = number.astype(float)
         else:
             out[column] = text.str.strip()
@@ -345,8 +406,9 @@ def ingest_frame(
         raise CustlabError(f"reconciliation failed: {rows_in} != {kept} + {quarantined}")
     if table.empty:
         reasons = sorter.reason.value_counts().to_dict()
+        hints = "".join(f"; {r}: {sorter.hints[r]}" for r in reasons if r in sorter.hints)
         raise DataContractError(
-            f"no usable {mapping.table} rows: all {rows_in:,} were quarantined ({reasons})"
+            f"no usable {mapping.table} rows: all {rows_in:,} were quarantined ({reasons}){hints}"
         )
 
     if "order_id" not in table and mapping.table == "orders":
@@ -380,6 +442,8 @@ def ingest_frame(
         rows_quarantined=quarantined,
         rows_written=len(table),
         reasons={str(k): int(v) for k, v in sorter.reason.value_counts().items()},
+        hints=sorter.hints,
+        notes=sorter.notes,
         resolution=resolution,
     )
 

@@ -239,3 +239,30 @@ def test_a_rule_needing_an_unmapped_column_is_refused_before_reading(tmp_path: P
     )
     with pytest.raises(CustlabError, match="negative_quantity.*needs quantity mapped"):
         load_mapping(path)
+
+
+def test_iso_timestamps_are_read_beside_the_mapping_format_and_said_so():
+    mapping = load_mapping(MAPPINGS / "online_retail.yaml")
+    source = pd.read_csv(FIXTURES / "online_retail_lines.csv", dtype=str).head(6)
+    source.loc[0:2, "InvoiceDate"] = "2010-12-01T08:26:00"
+    result = ingest_frame(source, mapping, KEY)
+    assert result.reasons == {}
+    assert any("3 values read as ISO 8601 beside the format" in note for note in result.notes)
+    # London in December is UTC: the ISO values land where the formatted ones do.
+    first = result.frame.set_index("order_id").loc["536365", "order_ts"]
+    assert first == pd.Timestamp("2010-12-01 08:26", tz="UTC")
+
+
+def test_a_rule_most_rows_fail_is_named_with_its_format_and_values():
+    mapping = load_mapping(MAPPINGS / "online_retail.yaml")
+    source = pd.read_csv(FIXTURES / "online_retail_lines.csv", dtype=str).head(6)
+    source["InvoiceDate"] = ["12.01.2010 08:26"] * 5 + ["01/12/2010 08:26"]
+    result = ingest_frame(source, mapping, KEY)
+    line = result.line()
+    assert "most rows failed bad_timestamp: expected %d/%m/%Y %H:%M or ISO 8601" in line
+    assert "'12.01.2010 08:26'" in line
+    # Never an id: the customer ids of those rows are not shown.
+    assert "17850" not in line
+    source["InvoiceDate"] = "soon"
+    with pytest.raises(DataContractError, match="bad_timestamp: expected .* such as 'soon'"):
+        ingest_frame(source, mapping, KEY)
