@@ -120,6 +120,7 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
         needed.add(mapping.amount.unit_price)
     if mapping.returns.column:
         needed.add(mapping.returns.column)
+    needed |= {rule.column for rule in mapping.exclude.values()}
     missing = sorted(needed - set(frame.columns))
     if missing:
         raise DataContractError(
@@ -213,6 +214,12 @@ def clean(source: pd.DataFrame, mapping: Mapping, now: datetime) -> tuple[pd.Dat
 
     if mapping.drop_exact_duplicates:
         sorter.set_aside(source.duplicated(keep="first"), "duplicate_row")
+    for name, rule in mapping.exclude.items():
+        value = source[rule.column].str.strip()
+        matched = value.isin(rule.values)
+        if rule.pattern is not None:
+            matched |= value.str.fullmatch(rule.pattern, na=False)
+        sorter.set_aside(matched, f"excluded_{name}")
 
     customer = source[cols["customer_id"]].str.strip()
     sorter.set_aside(customer.isna() | (customer == ""), "missing_customer_id")

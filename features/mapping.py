@@ -7,6 +7,7 @@ amount is formed. It refuses keys it does not know, so a typo fails loudly.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -91,6 +92,29 @@ class Amount(_Strict):
         return self
 
 
+class ExcludeRule(_Strict):
+    """Rows that are not what the table holds (postage, fees, manual adjustments on an
+    invoice export): set aside as ``excluded_<name>`` when a source column takes one of
+    ``values`` or matches ``pattern`` whole."""
+
+    column: str = Field(description="Source column to test.")
+    values: list[str] = Field(default_factory=list)
+    pattern: str | None = Field(None, description="Regular expression the whole value matches.")
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> ExcludeRule:
+        if not self.values and not self.pattern:
+            raise ValueError("an exclude rule needs 'values' or 'pattern'")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as error:
+                raise ValueError(
+                    f"pattern {self.pattern!r} is not a regular expression: {error}"
+                ) from None
+        return self
+
+
 class ExtremeRule(_Strict):
     """Values above ``factor`` times the ``quantile`` of the column are extreme. They are
     never dropped silently: ``flag`` keeps them and lists them, ``quarantine`` sets them
@@ -128,6 +152,9 @@ class Mapping(_Strict):
         "without a row key, where two identical rows can be two real events.",
     )
     extreme: ExtremeRule | None = None
+    exclude: dict[str, ExcludeRule] = Field(
+        default_factory=dict, description="Name -> rule; matching rows go to quarantine."
+    )
 
     @model_validator(mode="after")
     def _columns_are_contract_columns(self) -> Mapping:

@@ -41,6 +41,7 @@ def test_every_row_is_accounted_for(retail):
         (14, "timestamp_out_of_range"),
         (15, "non_positive_amount"),
         (16, "bad_unit_price"),
+        (10, "excluded_non_product"),
     ],
 )
 def test_bad_rows_land_in_quarantine_with_their_reason(retail, source_row, reason):
@@ -51,7 +52,7 @@ def test_bad_rows_land_in_quarantine_with_their_reason(retail, source_row, reaso
 
 def test_invoice_lines_become_orders_and_cancellations_returns(retail):
     _, result = retail
-    assert result.rows_written == 12
+    assert result.rows_written == 11
     orders = result.frame.set_index("order_id")
     assert orders.loc["536365", "amount"] == pytest.approx(6 * 2.55 + 6 * 3.39 + 8 * 2.75)
     assert orders.loc["536367", "amount"] == pytest.approx(32 * 1.69 + 6 * 2.10)
@@ -93,8 +94,8 @@ def test_the_same_id_gets_the_same_pseudonym_under_one_key_only(retail):
 def test_the_line_says_what_happened(retail):
     _, result = retail
     line = result.line()
-    assert line.startswith("orders: 21 rows in = 15 kept + 6 quarantined (")
-    assert "duplicate_row 1" in line and "12 rows written" in line and "1 flagged" in line
+    assert line.startswith("orders: 21 rows in = 14 kept + 7 quarantined (")
+    assert "duplicate_row 1" in line and "11 rows written" in line and "1 flagged" in line
 
 
 def _customers_mapping(**extra) -> Mapping:
@@ -171,7 +172,7 @@ def test_gzip_and_parquet_sources(tmp_path: Path):
     frame = pd.read_csv(FIXTURES / "online_retail_lines.csv", dtype=str)
     frame.to_csv(tmp_path / "lines.csv.gz", index=False, compression="gzip")
     zipped = ingest_frame(read_source(tmp_path / "lines.csv.gz", mapping), mapping, KEY)
-    assert zipped.rows_written == 12
+    assert zipped.rows_written == 11
     frame.to_parquet(tmp_path / "lines.parquet")
     parquet_mapping = mapping.model_copy(
         update={"source": mapping.source.model_copy(update={"kind": "parquet"})}
@@ -179,7 +180,7 @@ def test_gzip_and_parquet_sources(tmp_path: Path):
     from_parquet = ingest_frame(
         read_source(tmp_path / "lines.parquet", parquet_mapping), parquet_mapping, KEY
     )
-    assert from_parquet.rows_written == 12
+    assert from_parquet.rows_written == 11
 
 
 @pytest.mark.skipif(not CDNOW.exists(), reason="shared/data/cdnow is not beside this checkout")
@@ -266,3 +267,25 @@ def test_a_rule_most_rows_fail_is_named_with_its_format_and_values():
     source["InvoiceDate"] = "soon"
     with pytest.raises(DataContractError, match="bad_timestamp: expected .* such as 'soon'"):
         ingest_frame(source, mapping, KEY)
+
+
+def test_non_product_lines_are_excluded_with_their_rule_and_counted():
+    mapping = load_mapping(MAPPINGS / "online_retail.yaml")
+    source = pd.read_csv(FIXTURES / "online_retail_lines.csv", dtype=str).head(6)
+    source.loc[1, "StockCode"] = "POST"
+    source.loc[2, "StockCode"] = "gift_0001_20"
+    result = ingest_frame(source, mapping, KEY)
+    assert result.reasons == {"excluded_non_product": 2}
+    assert result.rows_in == result.rows_kept + result.rows_quarantined
+    # The invoice keeps its product line only.
+    assert result.frame.set_index("order_id").loc["536365", "amount"] == pytest.approx(6 * 2.55)
+
+
+def test_an_exclude_rule_with_nothing_to_match_is_refused(tmp_path: Path):
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "table: orders\ncolumns: {customer_id: a, order_ts: b, amount: c}\n"
+        "exclude: {fees: {column: code}}\n"
+    )
+    with pytest.raises(CustlabError, match="exclude.fees: .*needs 'values' or 'pattern'"):
+        load_mapping(path)

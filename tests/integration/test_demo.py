@@ -153,9 +153,10 @@ def test_ingest_says_what_happened_in_one_line(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines() == [
-        "orders: 21 rows in = 15 kept + 6 quarantined (bad_timestamp 1; bad_unit_price 1; "
-        "duplicate_row 1; missing_customer_id 1; non_positive_amount 1; "
-        "timestamp_out_of_range 1); 12 rows written; 1 flagged extreme (kept)"
+        "orders: 21 rows in = 14 kept + 7 quarantined (bad_timestamp 1; bad_unit_price 1; "
+        "duplicate_row 1; excluded_non_product 1; missing_customer_id 1; "
+        "non_positive_amount 1; timestamp_out_of_range 1); 11 rows written; "
+        "1 flagged extreme (kept)"
     ]
     assert (tmp_path / "raw" / "orders.parquet").exists()
 
