@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
@@ -68,11 +67,8 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    # Importing the ML stack emits deprecation notices from inside its dependencies
-    # (and feast resets the warning filters on import); none are actionable here.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from custlab.pipeline import quiet_libraries
+    from custlab.pipeline import quiet_libraries
+
     quiet_libraries()
 
 

@@ -7,64 +7,64 @@ MLproject entry points call these and nothing else.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import mlflow
-import pandas as pd
-from sqlalchemy.exc import SADeprecationWarning
+from typing import TYPE_CHECKING, TextIO
 
 from custlab.settings import Settings
-from features.contract import read_raw_tables
 from features.errors import CustlabError
 from features.ingest import MANIFEST, IngestResult, ingest_file
 from features.simulate import World, WorldSpec, simulate_world
-from features.snapshots import build_snapshots
-from features.store import open_store, publish_snapshots
 from features.tables import replace_folder
-from monitoring.weekly import MonitorReport, monitor_task
-from training.dataset import training_frame
-from training.record import ModelRecord
-from training.registry import champion_version, load_version, promote_by_hand, use_tracking
 from training.split import SplitPlan, SplitSpec
-from training.tasks import TASKS, TaskSpec, get_task
-from training.train import (
-    Evaluation,
-    TrainOutcome,
-    log_evaluation,
-    split_frames,
-    task_run,
-    train_task,
-)
-from training.train import evaluate as evaluate_model
-from training.train import tune as tune_study
-from training.tune import TuneResult, TuneSpec
-from training.versus_oracle import OracleComparison, versus_oracle
+
+# The ML stack (Feast, MLflow, LightGBM, Evidently) takes seconds to import: each step
+# imports what it uses, so a command pays only for its own (an ingest needs none of it).
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from monitoring.weekly import MonitorReport
+    from training.tasks import TaskSpec
+    from training.train import Evaluation, TrainOutcome
+    from training.tune import TuneResult, TuneSpec
+    from training.versus_oracle import OracleComparison
 
 logger = logging.getLogger("custlab")
 
 
 def quiet_libraries() -> None:
     """Keep the libraries' routine INFO chatter out of custlab's progress lines."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     for name in ("mlflow", "alembic", "feast", "evidently", "bentoml", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # MLflow warns when the venv has no pip; the model's requirements are stated explicitly.
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
     # Deprecations raised inside dependencies (MLflow's SQLAlchemy store, Evidently's UI
-    # stack, Feast's query engines) say nothing a custlab user can act on.
-    warnings.filterwarnings("ignore", category=SADeprecationWarning)
-    warnings.filterwarnings(
-        "ignore",
-        category=DeprecationWarning,
-        module=r"(litestar|evidently|pathspec|ibis|dask|_bentoml_sdk|bentoml)(\.|$)",
-    )
+    # stack, Feast's query engines) say nothing a custlab user can act on. They are
+    # dropped where they are shown, not by filters: Feast, imported later by the steps
+    # that use it, puts its own filters in front of any set here.
+    show = warnings.showwarning
+
+    def show_ours(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, DeprecationWarning) and _IN_DEPENDENCY in filename:
+            return
+        show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show_ours
+
+
+_IN_DEPENDENCY = f"{os.sep}site-packages{os.sep}"
 
 
 @contextmanager
@@ -104,6 +104,10 @@ def ingest(settings: Settings, source: Path, mapping: Path) -> IngestResult:
 
 def build_features(settings: Settings, raw_dir: Path | None = None) -> FeatureBuild:
     """Snapshots from the raw tables, published to the offline and online stores."""
+    from features.contract import read_raw_tables
+    from features.snapshots import build_snapshots
+    from features.store import publish_snapshots
+
     with step("build point-in-time snapshots of every feature family"):
         tables = read_raw_tables(raw_dir or settings.raw_dir)
         snapshots = build_snapshots(tables)
@@ -124,6 +128,10 @@ def _task_frame(
     settings: Settings, task: TaskSpec, split: SplitSpec | None
 ) -> tuple[pd.DataFrame, list[str], SplitPlan]:
     """The task's labelled frame from Feast, with the tracking store selected."""
+    from features.store import open_store
+    from training.dataset import training_frame
+    from training.registry import use_tracking
+
     with step(f"{task.name}: training frame from Feast"):
         found = training_frame(settings, open_store(settings), task, split or SplitSpec())
     use_tracking(settings, task.registered_model)
@@ -135,6 +143,10 @@ def tune(
 ) -> TuneResult:
     """Run (or resume) the task's Optuna study alone, in a run of its own. A later
     ``train`` on the same data resumes the same study instead of starting over."""
+    from training.tasks import get_task
+    from training.train import split_frames, task_run
+    from training.train import tune as tune_study
+
     task = get_task(task_name)
     frame, features, plan = _task_frame(settings, task, split)
     frames = split_frames(task, frame, plan)
@@ -151,6 +163,9 @@ def train(
     settings: Settings, task_name: str, spec: TuneSpec, split: SplitSpec | None = None
 ) -> TrainOutcome:
     """Training frame from Feast, then tune, fit, evaluate, register and gate."""
+    from training.tasks import get_task
+    from training.train import train_task
+
     task = get_task(task_name)
     frame, features, plan = _task_frame(settings, task, split)
     with step(f"{task.name}: {spec.n_trials} Optuna trials, final fit, registration"):
@@ -162,6 +177,12 @@ def evaluate(
 ) -> tuple[str, Evaluation]:
     """Score a registered version (default: the champion) and the baselines on the
     current test window, logged as a run of its own; returns the version and scores."""
+    from training.record import ModelRecord
+    from training.registry import champion_version, load_version
+    from training.tasks import get_task
+    from training.train import evaluate as evaluate_model
+    from training.train import log_evaluation, split_frames, task_run
+
     task = get_task(task_name)
     frame, _, plan = _task_frame(settings, task, split)
     version = version or champion_version(task.registered_model)
@@ -184,6 +205,8 @@ def train_all(
     settings: Settings, spec: TuneSpec, split: SplitSpec | None = None
 ) -> list[TrainOutcome]:
     """Every task in turn."""
+    from training.tasks import TASKS
+
     return [train(settings, name, spec, split) for name in TASKS]
 
 
@@ -195,6 +218,9 @@ DEMO_SPLIT = SplitSpec(test_dates=2, valid_dates=2, train_every=8)
 
 def promote(settings: Settings, task_name: str, version: str, reason: str) -> str:
     """A person's promotion of a version to champion, recorded with the reason."""
+    from training.registry import promote_by_hand, use_tracking
+    from training.tasks import get_task
+
     task = get_task(task_name)
     use_tracking(settings, task.registered_model)
     promote_by_hand(task.registered_model, version, reason)
@@ -204,7 +230,13 @@ def promote(settings: Settings, task_name: str, version: str, reason: str) -> st
 def ablate(settings: Settings, task_name: str, split: SplitSpec | None = None) -> str:
     """Each feature family's worth for a task: refits with families added in turn, all on
     one test window, logged to MLflow; returns the table."""
+    import mlflow
+
+    from features.store import open_store
     from training.ablation import ablate_families, ablation_table
+    from training.dataset import training_frame
+    from training.registry import use_tracking
+    from training.tasks import get_task
 
     task = get_task(task_name)
     store = open_store(settings)
@@ -225,6 +257,9 @@ def ablate(settings: Settings, task_name: str, split: SplitSpec | None = None) -
 
 def monitor(settings: Settings, task_name: str) -> MonitorReport:
     """Drift of the latest week against the champion's test window."""
+    from monitoring.weekly import monitor_task
+    from training.tasks import get_task
+
     with step(f"{task_name}: drift report"):
         return monitor_task(settings, get_task(task_name))
 
@@ -236,6 +271,9 @@ def check_serving(settings: Settings) -> list[str]:
     Raises:
         CustlabError: No task has a champion; the message says why for each.
     """
+    from training.registry import champion_version, use_tracking
+    from training.tasks import TASKS
+
     served, lines = [], []
     for name, task in TASKS.items():
         use_tracking(settings, task.registered_model)
@@ -254,6 +292,11 @@ def check_serving(settings: Settings) -> list[str]:
 def compare_to_oracle(world: World, outcome: TrainOutcome) -> OracleComparison | None:
     """The trained model against the oracle of the world it learned from, logged to its
     training run."""
+    import mlflow
+
+    from training.tasks import get_task
+    from training.versus_oracle import versus_oracle
+
     comparison = versus_oracle(get_task(outcome.task), world, outcome.test, outcome.prediction)
     if comparison is not None:
         client = mlflow.MlflowClient()
@@ -286,6 +329,8 @@ def describe_training(outcome: TrainOutcome) -> str:
 
 
 def describe_evaluation(task_name: str, version: str, evaluation: Evaluation) -> str:
+    from training.tasks import get_task
+
     task = get_task(task_name)
     lines = describe_scores(
         f"{task.registered_model} v{version} on the current test window",
@@ -297,6 +342,8 @@ def describe_evaluation(task_name: str, version: str, evaluation: Evaluation) ->
 
 
 def describe_tuning(task_name: str, result: TuneResult) -> str:
+    from training.tasks import get_task
+
     metric = get_task(task_name).primary_metric
     params = ", ".join(
         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.searched.items()
@@ -313,6 +360,8 @@ def demo(
 ) -> str:
     """The main job on the embedded profile: simulate, build features, train every task,
     check churn's drift; returns the closing summary."""
+    from training.tasks import TASKS
+
     started = time.perf_counter()
     simulated = simulate(settings, world)
     build = build_features(settings)

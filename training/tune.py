@@ -33,6 +33,8 @@ from tqdm import tqdm
 from features.errors import CustlabError
 
 logger = logging.getLogger(__name__)
+# custlab logs one line per trial itself; Optuna's own lines would say it twice.
+optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 # Trials that count towards a study's budget; a failed or cut-off trial does not.
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
