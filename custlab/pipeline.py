@@ -43,6 +43,8 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     # MLflow warns when the venv has no pip; the model's requirements are stated explicitly.
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+    # Nor a progress bar for each of the small files a registration copies.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # Deprecations raised inside dependencies (MLflow's SQLAlchemy store, Evidently's UI
     # stack, Feast's query engines) say nothing a custlab user can act on. They are
     # dropped where they are shown, not by filters: Feast, imported later by the steps
