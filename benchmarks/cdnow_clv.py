@@ -78,10 +78,14 @@ def prepare_home(home: Path):
     from custlab.settings import Settings
 
     settings = Settings(home=home)
-    if not (settings.offline_dir / "manifest.json").exists():
+    # Written after the whole build (Feast applied and materialized): a home that has it
+    # is complete; one cut off midway is built again.
+    ready = settings.home / "ready.json"
+    if not ready.exists():
         pipeline.quiet_libraries()
         pipeline.ingest(settings, DATA / "CDNOW_master.txt", MAPPING)
         pipeline.build_features(settings)
+        ready.write_text("{}\n")
     return settings
 
 
