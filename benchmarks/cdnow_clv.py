@@ -213,7 +213,7 @@ def compare(n_trials: int = 20, seed: int = 0, home: Path = HOME) -> list[dict]:
 
     sample = read_sample(DATA / "CDNOW_sample.txt")
     settings = prepare_home(home)
-    key = pseudonym_key(settings, load_mapping(MAPPING))
+    key = pseudonym_key(settings, load_mapping(MAPPING).pii)
     master_ids = pd.Index(sorted(sample["master_id"].unique()))
     test_ids = pd.Index(pseudonymize(pd.Series(master_ids), key, "customer").to_numpy())
 

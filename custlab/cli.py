@@ -107,6 +107,24 @@ def ingest(
     typer.echo(result.line())
 
 
+@app.command("ingest-labelled")
+def ingest_labelled(
+    source: Annotated[
+        Path, typer.Option(help="Labelled customer table: CSV or parquet, may be gzipped.")
+    ],
+    mapping: Annotated[
+        Path,
+        typer.Option(help="Labelled mapping (YAML); example: features/mappings/telco.yaml."),
+    ],
+) -> None:
+    """Ingest a labelled customer table (one row per customer, a label column) into the
+    feature store; custlab train then cross-validates on it."""
+    from custlab import pipeline
+
+    table = _run(pipeline.ingest_labelled, _settings(), source, mapping)
+    typer.echo(table.line())
+
+
 @app.command()
 def features(
     raw: Annotated[
@@ -140,10 +158,20 @@ def tune(
 
 @app.command()
 def train(
-    task: Task = "churn", trials: Trials = 20, timeout: Timeout = 900.0, jobs: Jobs = 1
+    task: Task = "churn",
+    trials: Trials = 20,
+    timeout: Timeout = 900.0,
+    jobs: Jobs = 1,
+    table: Annotated[
+        str | None,
+        typer.Option(
+            help="Labelled table to train on, or 'events' (default: the home's only data "
+            "for the task)."
+        ),
+    ] = None,
 ) -> None:
     """Tune, train, evaluate and register a model (--task all: every task); promote it if
-    it passes the gate."""
+    it passes the gate. On a labelled table: nested 5-fold cross-validation."""
     from custlab import pipeline
     from training.tune import TuneSpec
 
@@ -151,7 +179,7 @@ def train(
     if task == "all":
         outcomes = _run(pipeline.train_all, _settings(), spec)
     else:
-        outcomes = [_run(pipeline.train, _settings(), task, spec)]
+        outcomes = [_run(pipeline.train, _settings(), task, spec, table=table)]
     for outcome in outcomes:
         typer.echo(pipeline.describe_training(outcome))
 

@@ -28,6 +28,7 @@ from training.split import SplitPlan, SplitSpec
 if TYPE_CHECKING:
     import pandas as pd
 
+    from features.labelled import LabelledTable
     from monitoring.weekly import MonitorReport
     from training.tasks import TaskSpec
     from training.train import Evaluation, TrainOutcome
@@ -43,6 +44,8 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     # MLflow warns when the venv has no pip; the model's requirements are stated explicitly.
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+    # MLflow sets its own loggers' level when it is imported; this is what it reads.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     # Nor a progress bar for each of the small files a registration copies.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # Deprecations raised inside dependencies (MLflow's SQLAlchemy store, Evidently's UI
@@ -104,6 +107,26 @@ def ingest(settings: Settings, source: Path, mapping: Path) -> IngestResult:
         return ingest_file(settings, source, mapping)
 
 
+def ingest_labelled(settings: Settings, source: Path, mapping: Path) -> LabelledTable:
+    """A labelled customer table into the home and the feature store (its view, its
+    feature service, each customer's newest row online)."""
+    from features.labelled import ingest_labelled as ingest_table
+    from features.labelled import load_labelled_mapping
+    from features.store import publish_labelled
+    from training.labelled import require_binary
+    from training.tasks import get_task
+
+    with step(f"ingest labelled table {source.name} with {mapping.name}"):
+        # The task is checked before anything is read: a labelled table trains a
+        # yes/no task.
+        mapped = load_labelled_mapping(mapping)
+        require_binary(get_task(mapped.task), mapped.name)
+        table = ingest_table(settings, source, mapping)
+    with step(f"publish labelled table {table.name} to Feast"):
+        publish_labelled(settings)
+    return table
+
+
 def build_features(settings: Settings, raw_dir: Path | None = None) -> FeatureBuild:
     """Snapshots from the raw tables, published to the offline and online stores."""
     from features.contract import read_raw_tables
@@ -161,13 +184,85 @@ def tune(
         ).result
 
 
-def train(
-    settings: Settings, task_name: str, spec: TuneSpec, split: SplitSpec | None = None
+# ``--table`` value that picks the event tables over a labelled table.
+EVENTS = "events"
+
+
+def choose_table(settings: Settings, task_name: str, table: str | None) -> LabelledTable | None:
+    """The labelled table a task trains on, or None for the event tables.
+
+    ``table`` names one (or ``events``); without it, a home whose only data for the task
+    is one labelled table uses that.
+
+    Raises:
+        CustlabError: The choice is ambiguous (event features and a labelled table, or
+            several labelled tables) or names a table the home lacks.
+    """
+    from features.labelled import labelled_tables
+    from features.store import MANIFEST
+    from training.labelled import find_table
+
+    if table == EVENTS:
+        return None
+    if table is not None:
+        found = find_table(settings, table)
+        if found.task != task_name:
+            raise CustlabError(
+                f"labelled table {table} is labelled for {found.task}, not {task_name}"
+            )
+        return found
+    tables = [t.name for t in labelled_tables(settings) if t.task == task_name]
+    if not tables:
+        return None
+    if (settings.offline_dir / MANIFEST).exists():
+        raise CustlabError(
+            f"this home has event features and labelled table(s) {', '.join(tables)} for "
+            f"{task_name}: pass --table {tables[0]} or --table {EVENTS}"
+        )
+    if len(tables) > 1:
+        raise CustlabError(
+            f"several labelled tables for {task_name} ({', '.join(tables)}): pass --table NAME"
+        )
+    return find_table(settings, tables[0])
+
+
+def train_labelled(
+    settings: Settings, task_name: str, table: LabelledTable, spec: TuneSpec
 ) -> TrainOutcome:
-    """Training frame from Feast, then tune, fit, evaluate, register and gate."""
+    """A labelled table's frame from Feast, then nested cross-validation, the final fit,
+    registration and the gate (:mod:`training.labelled`)."""
+    from features.store import open_store
+    from training.dataset import labelled_frame
+    from training.labelled import labelled_task
+    from training.labelled import train_labelled as train_on_table
+    from training.registry import use_tracking
+    from training.tasks import get_task
+
+    task = labelled_task(get_task(task_name), table)
+    with step(f"{task.name}: training frame from labelled table {table.name}"):
+        frame, features = labelled_frame(settings, open_store(settings), task, table)
+    use_tracking(settings, task.registered_model)
+    with step(f"{task.name}: nested cross-validation, {spec.n_trials} Optuna trials per study"):
+        return train_on_table(
+            task, table, frame, features, spec, settings.optuna_storage, settings.seed
+        )
+
+
+def train(
+    settings: Settings,
+    task_name: str,
+    spec: TuneSpec,
+    split: SplitSpec | None = None,
+    table: str | None = None,
+) -> TrainOutcome:
+    """Training frame from Feast, then tune, fit, evaluate, register and gate; on a
+    labelled table (``table``, or the home's only data for the task), cross-validated."""
     from training.tasks import get_task
     from training.train import train_task
 
+    labelled = choose_table(settings, task_name, table)
+    if labelled is not None:
+        return train_labelled(settings, task_name, labelled, spec)
     task = get_task(task_name)
     frame, features, plan = _task_frame(settings, task, split)
     with step(f"{task.name}: {spec.n_trials} Optuna trials, final fit, registration"):
@@ -313,10 +408,16 @@ def describe_scores(
     """The model's and each baseline's test metrics, one aligned line each."""
     width = max(map(len, ["test", *baselines])) + 2
     rows = {"test": metrics, **baselines}
-    return [title] + [
-        f"  {name:<{width}}" + "  ".join(f"{k} {v:.4f}" for k, v in values.items())
-        for name, values in rows.items()
-    ]
+    return [title] + [f"  {name:<{width}}" + _scores(values) for name, values in rows.items()]
+
+
+def _scores(values: dict[str, float]) -> str:
+    """Metrics in a line; a cross-validated one as its mean +/- its spread over folds."""
+    return "  ".join(
+        f"{k} {v:.4f}" + (f" +/- {values[f'{k}_std']:.4f}" if f"{k}_std" in values else "")
+        for k, v in values.items()
+        if not (k.endswith("_std") and k[: -len("_std")] in values)
+    )
 
 
 def describe_training(outcome: TrainOutcome) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,14 @@ from custlab.settings import Settings
 from features.contract import RAW_SCHEMAS, validate_table
 from features.errors import CustlabError, DataContractError
 from features.identity import Resolution, resolve_identities
-from features.mapping import KEY_COLUMNS, TIMESTAMP_COLUMNS, ExtremeRule, Mapping, load_mapping
+from features.mapping import (
+    KEY_COLUMNS,
+    TIMESTAMP_COLUMNS,
+    ExtremeRule,
+    Mapping,
+    SourceFormat,
+    load_mapping,
+)
 from features.pseudonymize import normalize_email, normalize_phone, pseudonymize
 from features.tables import replace_folder
 
@@ -86,15 +94,15 @@ class IngestResult:
         )
 
 
-def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
-    """Read an export as strings (parsing is the cleaning step's job, row by row).
+def read_text_table(path: Path, fmt: SourceFormat) -> pd.DataFrame:
+    """Read an export as strings, blanks as None (parsing is the cleaning step's job,
+    row by row).
 
     Raises:
-        CustlabError: The file is missing, unreadable, empty, or lacks a mapped column.
+        CustlabError: The file is missing, unreadable or empty.
     """
     if not path.is_file():
         raise CustlabError(f"source file {path} not found")
-    fmt = mapping.source
     try:
         if fmt.kind == "parquet":
             typed = pd.read_parquet(path)
@@ -115,22 +123,41 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
         raise CustlabError(f"cannot read {path}: {' '.join(str(error).split())}") from None
     if frame.empty:
         raise DataContractError(f"source file {path} has no rows")
+    return frame
+
+
+def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
+    """Read an export for ``mapping`` as strings.
+
+    Raises:
+        CustlabError: The file is missing, unreadable, empty, or lacks a mapped column.
+    """
+    frame = read_text_table(path, mapping.source)
     needed = set(mapping.columns.values()) | set(mapping.identity.values())
     if mapping.amount.unit_price:
         needed.add(mapping.amount.unit_price)
     if mapping.returns.column:
         needed.add(mapping.returns.column)
     needed |= {rule.column for rule in mapping.exclude.values()}
+    require_columns(frame, needed, path)
+    return frame
+
+
+def require_columns(frame: pd.DataFrame, needed: set[str], path: Path) -> None:
+    """Refuse a source that lacks a column its mapping names.
+
+    Raises:
+        DataContractError: Naming the missing columns and the ones the file has.
+    """
     missing = sorted(needed - set(frame.columns))
     if missing:
         raise DataContractError(
             f"source file {path} lacks column(s) {', '.join(missing)} named in the mapping; "
             f"it has {', '.join(map(str, frame.columns))}"
         )
-    return frame
 
 
-class _Sorter:
+class RowSorter:
     """Moves rows from the working frame into the quarantine, one reason at a time."""
 
     def __init__(self, source: pd.DataFrame) -> None:
@@ -200,14 +227,14 @@ def _parse_bool(text: pd.Series) -> pd.Series:
     return out
 
 
-def clean(source: pd.DataFrame, mapping: Mapping, now: datetime) -> tuple[pd.DataFrame, _Sorter]:
+def clean(source: pd.DataFrame, mapping: Mapping, now: datetime) -> tuple[pd.DataFrame, RowSorter]:
     """Map and parse columns, sorting out rows that cannot be used.
 
     Returns:
         The usable rows in contract columns (still one per source row) and the sorter
         holding a reason for every row set aside.
     """
-    sorter = _Sorter(source)
+    sorter = RowSorter(source)
     table = mapping.table
     cols = mapping.columns
     out = pd.DataFrame(index=source.index)
@@ -280,7 +307,7 @@ def clean(source: pd.DataFrame, mapping: Mapping, now: datetime) -> tuple[pd.Dat
 
 
 def _orders_amount_and_returns(
-    source: pd.DataFrame, mapping: Mapping, out: pd.DataFrame, sorter: _Sorter
+    source: pd.DataFrame, mapping: Mapping, out: pd.DataFrame, sorter: RowSorter
 ) -> None:
     """Form net amounts, mark returns, and set aside amounts that make no sense."""
     if mapping.amount.rule == "quantity_x_unit_price":
@@ -456,7 +483,7 @@ def ingest_frame(
 
 
 def _quarantine_frame(
-    source: pd.DataFrame, sorter: _Sorter, mapping: Mapping, key: bytes
+    source: pd.DataFrame, sorter: RowSorter, mapping: Mapping, key: bytes
 ) -> pd.DataFrame:
     """Set-aside source rows with their reason and data row number (1 = first row after
     the header). Only mapped columns are kept, so unmapped PII (names, addresses) is never
@@ -484,7 +511,7 @@ def read_manifest(raw_dir: Path) -> dict[str, dict[str, object]]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def pseudonym_key(settings: Settings, mapping: Mapping) -> bytes:
+def pseudonym_key(settings: Settings, pii: Collection[str] = ()) -> bytes:
     """The HMAC key: from the environment (``CUSTLAB_PSEUDONYM_KEY``).
 
     A mapping that declares PII columns is refused without it. Without PII, only source
@@ -497,9 +524,9 @@ def pseudonym_key(settings: Settings, mapping: Mapping) -> bytes:
     """
     if settings.pseudonym_key is not None:
         return settings.pseudonym_key.get_secret_value().encode()
-    if mapping.pii:
+    if pii:
         raise CustlabError(
-            f"the mapping declares PII column(s) {', '.join(sorted(mapping.pii))}; set "
+            f"the mapping declares PII column(s) {', '.join(sorted(pii))}; set "
             "CUSTLAB_PSEUDONYM_KEY to pseudonymize them (nothing was written)"
         )
     path = settings.home / "secrets" / "pseudonym.key"
@@ -521,7 +548,7 @@ def ingest_file(settings: Settings, source: Path, mapping_path: Path) -> IngestR
     """
     mapping = load_mapping(mapping_path)
     frame = read_source(source, mapping)
-    key = pseudonym_key(settings, mapping)
+    key = pseudonym_key(settings, mapping.pii)
     links_path = settings.home / "identity" / "links.parquet"
     links = pd.read_parquet(links_path) if links_path.exists() else None
     result = ingest_frame(frame, mapping, key, links=links)

@@ -26,12 +26,19 @@ from types import ModuleType
 import numpy as np
 import pandas as pd
 import yaml
-from feast import Entity, FeatureService, FeatureStore, FeatureView, FileSource, RepoConfig
+from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+from feast.types import Float32, String
 
 from custlab.settings import Settings
 from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
 from features.errors import CustlabError
 from features.families import FAMILIES
+from features.labelled import (
+    LabelledTable,
+    features_path,
+    labelled_tables,
+    read_labelled_features,
+)
 from features.tables import write_parquet_atomic
 
 logger = logging.getLogger(__name__)
@@ -40,6 +47,8 @@ REPO_DIR = Path(__file__).resolve().parent.parent / "feature_repo"
 # What the last publish wrote: the families present and the as-of dates they cover.
 MANIFEST = "families.json"
 _ROW = "__row"
+# The family tag of a labelled table's view.
+LABELLED_FAMILY = "labelled"
 
 
 def repo_config(settings: Settings) -> RepoConfig:
@@ -113,6 +122,62 @@ def bound_definitions(offline_dir: Path, repo_dir: Path = REPO_DIR) -> list[obje
     return bound
 
 
+# A labelled table is a snapshot of its as-of date(s); it does not age by the weekly
+# clock of the families, so its view keeps rows for ten years.
+LABELLED_TTL = timedelta(days=3650)
+
+
+def labelled_definitions(settings: Settings, table: LabelledTable) -> list[object]:
+    """The Feast source, view and service of one labelled table (with the customer
+    entity): every feature with its kind, tagged family ``labelled``."""
+    (entity,) = [obj for obj in repo_definitions() if isinstance(obj, Entity)]
+    source = FileSource(
+        name=table.feature_view,
+        path=str(features_path(settings, table.name).resolve()),
+        timestamp_field=EVENT_TIMESTAMP,
+        description=f"Labelled customer table {table.name} from {table.source}.",
+    )
+    view = FeatureView(
+        name=table.feature_view,
+        entities=[entity],
+        ttl=LABELLED_TTL,
+        schema=[
+            Field(
+                name=f.name,
+                dtype=Float32 if f.kind == "number" else String,
+                description=f"{f.kind} column {f.name} of {table.source}"
+                + (" (kind inferred)" if f.inferred else ""),
+            )
+            for f in table.features
+        ],
+        source=source,
+        online=True,
+        description=f"Features of the labelled table {table.name} ({table.task}).",
+        owner="custlab",
+        tags={"family": LABELLED_FAMILY, "owner": "custlab", "source_table": table.name},
+    )
+    service = FeatureService(
+        name=table.feature_service,
+        features=[view],
+        description=f"Inputs of the {table.task} model on labelled table {table.name}.",
+        tags={"task": table.task},
+    )
+    return [entity, source, view, service]
+
+
+def publish_labelled(settings: Settings, store: FeatureStore | None = None) -> FeatureStore:
+    """Apply every labelled table's definitions and load each customer's newest row into
+    the online store."""
+    store = store or open_store(settings)
+    for table in labelled_tables(settings):
+        definitions = labelled_definitions(settings, table)
+        store.apply(definitions)
+        frame = read_labelled_features(settings, table)
+        latest = frame.sort_values(EVENT_TIMESTAMP).drop_duplicates(ENTITY_KEY, keep="last")
+        _materialize(store, store.get_feature_view(table.feature_view), latest)
+    return store
+
+
 def view_family(view: FeatureView) -> str:
     """The feature family a view holds (its ``family`` tag)."""
     return view.tags["family"]
@@ -176,6 +241,8 @@ def publish_snapshots(settings: Settings, snapshots: Mapping[str, pd.DataFrame])
         frame = snapshots.get(view_family(view))
         if frame is not None:
             _materialize(store, view, frame[frame[EVENT_TIMESTAMP] == frame[EVENT_TIMESTAMP].max()])
+    # The teardown emptied the labelled tables' online rows too.
+    publish_labelled(settings, store)
     logger.info("published %s; online as of %s", ", ".join(snapshots), manifest["last_as_of"])
     return store
 
@@ -194,8 +261,11 @@ def published_families(settings: Settings) -> list[str]:
     return json.loads(path.read_text())["families"]
 
 
-def feature_refs(store: FeatureStore, service: str, families: Sequence[str]) -> list[str]:
-    """``view:feature`` references of a feature service, for the families present.
+def feature_refs(
+    store: FeatureStore, service: str, families: Sequence[str] | None = None
+) -> list[str]:
+    """``view:feature`` references of a feature service, for the families present
+    (default: every view the service names).
 
     A service names every view its model may use; a source without, say, events has no
     engagement data, and its model is trained and served on the rest.
@@ -203,7 +273,7 @@ def feature_refs(store: FeatureStore, service: str, families: Sequence[str]) -> 
     refs = []
     for projection in store.get_feature_service(service).feature_view_projections:
         view = store.get_feature_view(projection.name)
-        if view_family(view) in families:
+        if families is None or view_family(view) in families:
             refs.extend(f"{projection.name}:{f.name}" for f in projection.features)
     return refs
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from custlab.settings import Settings
 from serving.scoring import LoadedModel
+from training.labelled import find_table, labelled_task
 from training.record import ModelRecord
 from training.registry import load_champion, use_tracking
 from training.tasks import TaskSpec
@@ -17,9 +18,9 @@ def load_champion_model(settings: Settings, task: TaskSpec) -> LoadedModel:
     """
     use_tracking(settings, task.registered_model)
     booster, version = load_champion(task.registered_model)
-    return LoadedModel(
-        task=task,
-        version=str(version),
-        booster=booster,
-        record=ModelRecord.read(task.registered_model, version),
-    )
+    record = ModelRecord.read(task.registered_model, version)
+    if record.labelled_table is not None:
+        # The champion learned from a labelled table: its population and features are
+        # that table's.
+        task = labelled_task(task, find_table(settings, record.labelled_table))
+    return LoadedModel(task=task, version=str(version), booster=booster, record=record)

@@ -12,12 +12,11 @@ from typing import Any
 
 import bentoml
 import pandas as pd
-from bentoml.exceptions import ServiceUnavailable
+from bentoml.exceptions import NotFound, ServiceUnavailable
 from feast import FeatureStore
 
 from custlab.settings import Settings
 from features.errors import CustlabError
-from features.families import FAMILIES
 from features.store import OnlineReader, feature_refs, open_store
 from serving.models import load_champion_model
 from serving.predictions import PredictionLog
@@ -77,10 +76,7 @@ class TaskScorer:
     def __init__(self, model: LoadedModel, store: FeatureStore, log: PredictionLog) -> None:
         self.model, self.task, self.log = model, model.task, log
         # The model's own features, wherever its feature service keeps them.
-        refs = {
-            ref.split(":", 1)[1]: ref
-            for ref in feature_refs(store, model.feature_service, list(FAMILIES))
-        }
+        refs = {ref.split(":", 1)[1]: ref for ref in feature_refs(store, model.feature_service)}
         self.reader = OnlineReader(store, [refs[name] for name in model.feature_names])
 
     def respond(self, predictions: list[Prediction]) -> ScoringResponse:
@@ -122,6 +118,13 @@ class TaskScorer:
         return self.respond(predictions)
 
     def score_features(self, rows: pd.DataFrame) -> ScoringResponse:
+        table = self.model.record.labelled_table
+        if table is not None:
+            # The request schema holds the event families' features, not this table's.
+            raise NotFound(
+                f"{self.task.name}'s champion learned from labelled table {table}: score "
+                f"its customers by id at /v1/{self.task.name}"
+            )
         predictions = [_prediction(None, s, []) for s in score_rows(self.model, rows)]
         self.log.append(
             self.task.name, _log_records([None] * len(rows), rows, predictions, "features")

@@ -1,8 +1,9 @@
 """Training frames: a task's labels joined point in time to Feast features.
 
 One way for every task: the task's label factory labels the eligible customers at the
-as-of dates the split uses, and Feast's ``get_historical_features`` joins the features
-its feature service names (of the families the data has) as of each date.
+as-of dates the split uses (or a labelled table brings its own labels), and Feast's
+``get_historical_features`` joins the features its feature service names (of the
+families the data has) as of each date.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from feast import FeatureStore
 from custlab.settings import Settings
 from features.contract import EVENT_TIMESTAMP, read_raw_tables
 from features.errors import CustlabError
+from features.labelled import LABEL, LabelledTable, read_labels
 from features.store import feature_refs, historical_features, published_families, read_snapshots
 from training.split import SplitPlan, SplitSpec, plan_split
 from training.tasks import TaskSpec
@@ -83,3 +85,26 @@ def describe_label(label: pd.Series) -> str:
     if set(label.dropna().unique()) <= {0, 1}:
         return f"{label.mean():.1%} positive"
     return f"mean {label.mean():.2f}"
+
+
+def labelled_frame(
+    settings: Settings, store: FeatureStore, task: TaskSpec, table: LabelledTable
+) -> tuple[pd.DataFrame, list[str]]:
+    """A labelled table's labels joined to its features through Feast, as every task's
+    frame is: the label under the task's label column.
+
+    Returns:
+        The labelled frame and the names of the features it carries.
+    """
+    labels = read_labels(settings, table).rename(columns={LABEL: task.label})
+    refs = feature_refs(store, table.feature_service)
+    frame = historical_features(store, labels, refs)
+    features = [ref.split(":", 1)[1] for ref in refs]
+    logger.info(
+        "training frame: labelled table %s, %d rows, %d features; label %s",
+        table.name,
+        len(frame),
+        len(features),
+        describe_label(frame[task.label]),
+    )
+    return frame, features

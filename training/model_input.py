@@ -19,16 +19,27 @@ from training.calibration import Calibration
 from training.pyfunc_model import feature_matrix
 
 
-def categorical_features(features: Sequence[str]) -> list[str]:
-    """The features among ``features`` that are categories."""
+def categorical_features(features: Sequence[str], frame: pd.DataFrame | None = None) -> list[str]:
+    """The features among ``features`` that are categories: as their family declares,
+    or, for a feature no family declares (a labelled table's column), as its column in
+    ``frame`` holds text."""
     kinds = feature_kinds()
-    return [name for name in features if kinds.get(name) == "category"]
+    return [
+        name
+        for name in features
+        if kinds.get(name) == "category"
+        or (name not in kinds and frame is not None and _is_text(frame[name]))
+    ]
+
+
+def _is_text(column: pd.Series) -> bool:
+    return column.dtype == object or isinstance(column.dtype, (pd.StringDtype, pd.CategoricalDtype))
 
 
 def model_frame(frame: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
     """The feature columns of ``frame`` typed for LightGBM training: float32 numbers,
     categories with their levels sorted (so the codes do not depend on row order)."""
-    categorical = set(categorical_features(features))
+    categorical = set(categorical_features(features, frame))
     columns = {}
     for name in features:
         if name in categorical:
@@ -41,10 +52,17 @@ def model_frame(frame: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
 
 
 def booster_categories(booster: lgb.Booster) -> dict[str, list[str]]:
-    """Each categorical feature of a booster and its levels, in code order."""
+    """Each categorical feature of a booster and its levels, in code order, as the
+    booster itself records them (the columns it was trained on as categories)."""
     names = booster.feature_name()
+    # A freshly trained booster keeps the indices as categorical_column; one read from a
+    # model file as categorical_feature.
+    params = booster.params or {}
+    indices = params.get("categorical_column", params.get("categorical_feature")) or []
+    if isinstance(indices, (int, str)):
+        indices = [indices]
     levels = booster.pandas_categorical or []
-    categorical = [n for n in names if n in set(categorical_features(names))]
+    categorical = [names[int(i)] for i in indices]
     return dict(zip(categorical, levels, strict=True))
 
 

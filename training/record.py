@@ -63,6 +63,9 @@ class ModelRecord(BaseModel):
         None, description="Binary: maps the booster's margin to calibrated probabilities."
     )
     data_fingerprint: str = Field(description="Hash of the labelled rows it was fitted on.")
+    labelled_table: str | None = Field(
+        None, description="The labelled table it learned from; None: the event tables."
+    )
 
     def write(self, model_name: str, version: str) -> None:
         client = MlflowClient()

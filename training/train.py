@@ -9,7 +9,7 @@ import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -329,10 +329,15 @@ def log_pyfunc(task: TaskSpec, fitted: Fitted, example: pd.DataFrame) -> ModelIn
 
 
 def register(
-    task: TaskSpec, fitted: Fitted, evaluation: Evaluation, frames: SplitFrames
+    task: TaskSpec,
+    fitted: Fitted,
+    evaluation: Evaluation,
+    frames: SplitFrames,
+    labelled_table: str | None = None,
 ) -> Registered:
     """Log the booster under the active run, register it as ``custlab-<task>`` with its
-    record, and give it the ``challenger`` alias."""
+    record (naming the labelled table it learned from, if any), and give it the
+    ``challenger`` alias."""
     features = fitted.features
     example = frames.test[features].head(5)
     info = log_pyfunc(task, fitted, example)
@@ -351,6 +356,7 @@ def register(
         tier_cuts=task.policy.cuts(evaluation.prediction),
         calibration=fitted.calibration,
         data_fingerprint=fingerprint(frames.fit, task.label),
+        labelled_table=labelled_table,
     )
     record.write(task.registered_model, version)
     # The same facts on the run, for finding runs by them in the MLflow UI.
@@ -380,18 +386,23 @@ def _champion_metric(task: TaskSpec, test: pd.DataFrame) -> float | None:
 
 
 def promote(
-    task: TaskSpec, registered: Registered, evaluation: Evaluation, test: pd.DataFrame
+    task: TaskSpec,
+    registered: Registered,
+    evaluation: Evaluation,
+    champion: Callable[[], float | None],
 ) -> Decision:
     """The gate: the challenger becomes ``champion`` only if it beats every baseline, the
     best one beyond its bootstrap interval (a margin whose interval holds zero is a tie,
-    not a win), and the champion (scored on the same test rows) by the task's margin. The
-    decision and its reason are recorded on the version either way."""
+    not a win), and the champion by the task's margin. ``champion`` gives the champion's
+    metric on the challenger's own test rows (None: no champion), or raises
+    :class:`GateFailed` when there is no fair number. The decision and its reason are
+    recorded on the version either way."""
     metric = task.primary_metric
     try:
         reason = check_gate(
             metric,
             evaluation.metrics[metric],
-            _champion_metric(task, test),
+            champion(),
             {name: values[metric] for name, values in evaluation.baseline_metrics.items()},
             task.promotion_margin,
         )
@@ -503,7 +514,9 @@ def train_task(
         log_evaluation(task, fitted.booster, frames, evaluation)
 
         registered = register(task, fitted, evaluation, frames)
-        decision = promote(task, registered, evaluation, frames.test)
+        decision = promote(
+            task, registered, evaluation, lambda: _champion_metric(task, frames.test)
+        )
         mlflow.set_tags(
             {
                 "promotion_decision": "promoted" if decision.promoted else "kept champion",
