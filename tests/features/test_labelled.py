@@ -84,9 +84,7 @@ def test_european_export_parses_numbers_blanks_and_labels(tmp_path: Path) -> Non
 def test_ids_leave_only_as_pseudonyms(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home")
     text = EUROPEAN + "K-007;monat;10,00;10,00;20;vielleicht;t\n"
-    mapping = EUROPEAN_MAPPING.replace(
-        'positive: ["ja"]}', 'positive: ["ja"], negative: ["nein"]}'
-    )
+    mapping = EUROPEAN_MAPPING.replace('positive: ["ja"]}', 'positive: ["ja"], negative: ["nein"]}')
     source, mapping_path = _write(tmp_path, text, mapping)
     table = ingest_labelled(settings, source, mapping_path, now=NOW)
     assert table.reasons == {"unknown_label": 1}
