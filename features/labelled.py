@@ -258,6 +258,14 @@ def infer_kind(name: str, values: pd.Series, numbers: Numbers) -> Kind:
             f"(such as {others}); declare it under features as number (the others are "
             "quarantined) or category, or drop it"
         )
+    written = known.astype(str).str.fullmatch(r"[+-]?[\d.,' ]*\d[\d.,' ]*")
+    if written.mean() >= 0.9:
+        shown = ", ".join(repr(v) for v in known[written].unique()[:3])
+        raise CustlabError(
+            f"column {name}: numbers written with separators (such as {shown}) that "
+            f"numbers.decimal {numbers.decimal!r} and numbers.thousands "
+            f"{numbers.thousands!r} do not read; set them in the mapping"
+        )
     levels = known.nunique()
     if levels > MAX_LEVELS:
         raise CustlabError(

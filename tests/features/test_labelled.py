@@ -188,3 +188,19 @@ def test_mapping_mistakes_are_named(tmp_path: Path, mapping: str, message: str) 
     source, mapping_path = _write(tmp_path, "id,churned\na,1\n", base + mapping)
     with pytest.raises(CustlabError, match=message):
         ingest_labelled(settings, source, mapping_path, now=NOW)
+
+
+def test_numbers_with_unread_separators_name_the_setting(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    rows = [f"c{i}\t{i % 2}\t{1000 + i * 7:,}.50" for i in range(300)]
+    text = "id\tchurned\tbalance\n" + "\n".join(rows) + "\n"
+    mapping = (
+        'name: t\ntask: churn\nsource: {separator: "\\t"}\nentity: id\n'
+        "label: {column: churned, positive: ['1']}\n"
+    )
+    source, mapping_path = _write(tmp_path, text, mapping)
+    with pytest.raises(CustlabError, match="column balance: numbers written with separators"):
+        ingest_labelled(settings, source, mapping_path, now=NOW)
+    mapping_path.write_text(mapping + 'numbers: {thousands: ","}\n')
+    table = ingest_labelled(settings, source, mapping_path, now=NOW)
+    assert read_labelled_features(settings, table)["balance"].iloc[1] == 1007.5
