@@ -44,7 +44,7 @@ from training.registry import (
 )
 from training.split import PARTS, SplitPlan
 from training.tasks import TaskSpec
-from training.tune import TuneResult, TuneSpec, base_params, tune_task
+from training.tune import SearchSpace, TuneResult, TuneSpec, base_params, tune_task
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +68,16 @@ class SplitFrames:
         return pd.concat([self.train, self.valid], ignore_index=True)
 
     def describe(self) -> str:
+        """Each part's as-of dates and rows, the training share, and how the split was
+        made and why."""
         parts = "; ".join(
-            f"{part} {Window.of(getattr(self.plan, part))} ({len(getattr(self, part)):,} rows)"
+            f"{part} {Window.of(getattr(self.plan, part))}, {len(getattr(self.plan, part))} "
+            f"dates ({len(getattr(self, part)):,} rows)"
             for part in PARTS
         )
-        return f"{parts}; {self.plan.describe()}"
+        rows = sum(len(getattr(self, part)) for part in PARTS)
+        share = len(self.train) / rows if rows else 0.0
+        return f"{parts}; {share:.0%} of rows train; {self.plan.describe()}"
 
 
 @dataclass(frozen=True)
@@ -155,16 +160,25 @@ def tune(
     storage: str,
     seed: int,
 ) -> Tuned:
-    """Tune LightGBM on the validation window (trials fitted on the training rows)."""
+    """Tune LightGBM on the validation rows (trials fitted on the training rows), over the
+    search space for the number of training rows (:meth:`SearchSpace.for_rows`)."""
     features = usable_features(frames.train, feature_names)
     fixed = base_params(task.objective.params(task.classes), seed) | {
         "monotone_constraints": task.monotone_constraints(features)
     }
-    # One study per task and data: a rerun on the same rows and features resumes it,
-    # anything new starts a new one.
+    space = SearchSpace.for_rows(len(frames.train))
+    logger.info(
+        "%s search space for %s training rows: %s",
+        task.name,
+        f"{len(frames.train):,}",
+        space.describe(),
+    )
+    mlflow.log_params(space.params())
+    # One study per task, data and space: a rerun on the same rows, features and split
+    # resumes it, anything new starts a new one (a study never mixes two spaces).
     test_end = frames.plan.window("test")[1]
     data = hashlib.sha256(
-        ",".join([fingerprint(frames.fit, task.label), *features]).encode()
+        ",".join([fingerprint(frames.fit, task.label), *features, space.model_dump_json()]).encode()
     ).hexdigest()[:12]
     result = tune_task(
         study_name=f"{task.registered_model}-{test_end:%Y%m%d}-{data}",
@@ -176,6 +190,7 @@ def tune(
         seed=seed,
         metrics=task.objective.metrics,
         primary_metric=task.primary_metric,
+        space=space,
     )
     mlflow.log_params({f"best_{k}": v for k, v in result.params.items()})
     mlflow.log_metrics(
@@ -475,6 +490,8 @@ def task_run(task: TaskSpec, frames: SplitFrames, kind: str) -> Iterator[mlflow.
                 "objective": task.objective.name,
                 "feature_service": task.feature_service,
                 "horizon_days": task.horizon_days,
+                "split": frames.plan.kind,
+                "split_reason": frames.plan.reason,
                 **{f"rows_{p}": len(getattr(frames, p)) for p in PARTS},
                 **{f"{p}_window": str(Window.of(getattr(frames.plan, p))) for p in PARTS},
             }

@@ -27,7 +27,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from optuna.trial import TrialState
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm import tqdm
 
 from features.errors import CustlabError
@@ -92,21 +92,89 @@ def base_params(objective: dict[str, Any], seed: int, threads: int | None = None
     }
 
 
-def suggest_params(trial: optuna.Trial) -> dict[str, Any]:
-    """The search space, kept to the knobs that matter for tabular customer data.
+# Training rows from which a study searches the full space, and at or below which it
+# searches the small-data one; in between, every bound moves geometrically with the rows.
+LARGE_ROWS = 50_000
+SMALL_ROWS = 1_000
+
+
+class SearchSpace(BaseModel):
+    """The ranges, ``(low, high)``, of the LightGBM settings a study searches: the knobs
+    that matter for tabular customer data.
 
     Depth is bounded: every served score carries exact SHAP reason codes, whose cost grows
     with leaves times depth squared, and depth beyond 8 buys little on these features.
     """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    learning_rate: tuple[float, float] = (0.02, 0.2)
+    max_depth: tuple[int, int] = (3, 8)
+    num_leaves: tuple[int, int] = (8, 128)
+    min_data_in_leaf: tuple[int, int] = (20, 500)
+    feature_fraction: tuple[float, float] = (0.5, 1.0)
+    bagging_fraction: tuple[float, float] = (0.5, 1.0)
+    lambda_l2: tuple[float, float] = (1e-3, 10.0)
+
+    @field_validator("*")
+    @classmethod
+    def _ordered(cls, bounds: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < bounds[0] <= bounds[1]:
+            raise ValueError(f"bounds {bounds} must be positive, low first")
+        return bounds
+
+    @classmethod
+    def for_rows(cls, rows: int) -> SearchSpace:
+        """The space for a study whose trials fit on ``rows`` training rows.
+
+        From :data:`LARGE_ROWS` rows up it is :data:`LARGE_SPACE`; at :data:`SMALL_ROWS`
+        rows and below, :data:`SMALL_SPACE` (shallower trees with fewer leaves, at least
+        40 rows per leaf, a stronger L2 penalty); in between, each bound is the
+        geometric mean of the two, weighted by where ``log(rows)`` falls between
+        ``log(SMALL_ROWS)`` and ``log(LARGE_ROWS)``.
+        """
+        if rows >= LARGE_ROWS:
+            return LARGE_SPACE
+        weight = max(0.0, np.log(max(rows, 1) / SMALL_ROWS) / np.log(LARGE_ROWS / SMALL_ROWS))
+
+        def between(name: str) -> tuple[float, float]:
+            small, large = getattr(SMALL_SPACE, name), getattr(LARGE_SPACE, name)
+            bounds = [s ** (1 - weight) * g**weight for s, g in zip(small, large, strict=True)]
+            if isinstance(large[0], int):
+                return round(bounds[0]), round(bounds[1])
+            return float(f"{bounds[0]:.3g}"), float(f"{bounds[1]:.3g}")
+
+        return cls.model_validate({name: between(name) for name in cls.model_fields})
+
+    def params(self) -> dict[str, str]:
+        """The ranges as MLflow params, ``space_<setting>``: ``low..high``."""
+        return {f"space_{name}": f"{low:g}..{high:g}" for name, (low, high) in self}
+
+    def describe(self) -> str:
+        return ", ".join(f"{name} {low:g}..{high:g}" for name, (low, high) in self)
+
+
+# The full space, for large data, and the one for a thousand rows or fewer. The small
+# one's leaves hold 40 to 200 rows: a 500-row leaf would leave 1,000 rows one split.
+LARGE_SPACE = SearchSpace()
+SMALL_SPACE = SearchSpace(
+    max_depth=(2, 4), num_leaves=(4, 16), min_data_in_leaf=(40, 200), lambda_l2=(0.1, 30.0)
+)
+
+
+def suggest_params(trial: optuna.Trial, space: SearchSpace = LARGE_SPACE) -> dict[str, Any]:
+    """One trial's LightGBM settings, sampled from ``space``."""
     return {
-        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
-        "max_depth": trial.suggest_int("max_depth", 3, 8),
-        "num_leaves": trial.suggest_int("num_leaves", 8, 128, log=True),
-        "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 20, 500, log=True),
-        "feature_fraction": trial.suggest_float("feature_fraction", 0.5, 1.0),
-        "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
+        "learning_rate": trial.suggest_float("learning_rate", *space.learning_rate, log=True),
+        "max_depth": trial.suggest_int("max_depth", *space.max_depth),
+        "num_leaves": trial.suggest_int("num_leaves", *space.num_leaves, log=True),
+        "min_data_in_leaf": trial.suggest_int(
+            "min_data_in_leaf", *space.min_data_in_leaf, log=True
+        ),
+        "feature_fraction": trial.suggest_float("feature_fraction", *space.feature_fraction),
+        "bagging_fraction": trial.suggest_float("bagging_fraction", *space.bagging_fraction),
         "bagging_freq": 1,
-        "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 10.0, log=True),
+        "lambda_l2": trial.suggest_float("lambda_l2", *space.lambda_l2, log=True),
     }
 
 
@@ -224,13 +292,15 @@ def tune_task(
     seed: int,
     metrics: Callable[[np.ndarray, np.ndarray], dict[str, float]],
     primary_metric: str,
+    space: SearchSpace | None = None,
 ) -> TuneResult:
     """Run (or resume) an Optuna study maximizing ``primary_metric`` of ``metrics`` on the
     validation rows, until it holds ``spec.n_trials`` finished trials.
 
     Each trial fits LightGBM (``fixed_params`` plus the sampled ones) with early stopping
     on ``valid``, is pruned when its validation loss falls behind, and is logged as a
-    child run of the active MLflow run.
+    child run of the active MLflow run. The trials sample ``space`` (default: the one
+    :meth:`SearchSpace.for_rows` gives for the training rows).
 
     Raises:
         CustlabError: No trial completed (every one failed or was pruned).
@@ -244,6 +314,7 @@ def tune_task(
     train_set.construct()
     valid_set.construct()
     y_valid = valid[1]
+    space = space or SearchSpace.for_rows(len(train[1]))
     threads = max(1, (os.cpu_count() or 1) // spec.jobs)
     trial_log = _TrialLog()
     # The best trial so far of this run: its value and booster, by trial number.
@@ -251,7 +322,7 @@ def tune_task(
     keeping = threading.Lock()
 
     def run_trial(trial: optuna.Trial) -> float:
-        params = fixed_params | {"num_threads": threads} | suggest_params(trial)
+        params = fixed_params | {"num_threads": threads} | suggest_params(trial, space)
         callbacks = [lgb.early_stopping(spec.early_stopping_rounds, verbose=False)]
         if spec.prune:
             callbacks.append(pruning_callback(trial))
