@@ -20,14 +20,13 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from custlab.settings import Settings
 from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
 from features.errors import CustlabError, DataContractError
 from features.ingest import RowSorter, pseudonym_key, read_text_table, require_columns
-from features.mapping import SourceFormat
+from features.mapping import SourceFormat, load_yaml_model
 from features.pseudonymize import pseudonymize
 from features.tables import replace_folder
 
@@ -131,18 +130,7 @@ def load_labelled_mapping(path: Path) -> LabelledMapping:
         CustlabError: The file is missing, is not YAML, or breaks the schema; the message
             names the file and the offending key.
     """
-    if not path.is_file():
-        raise CustlabError(f"mapping file {path} not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise CustlabError(f"mapping file {path} is not valid YAML: {error}") from None
-    try:
-        return LabelledMapping.model_validate(raw)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise CustlabError(f"mapping file {path}: {where}: {first['msg']}") from None
+    return load_yaml_model(path, LabelledMapping)
 
 
 class FeatureColumn(_Strict):

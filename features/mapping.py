@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -20,6 +20,7 @@ from features.errors import CustlabError
 
 TableName = Literal["customers", "orders", "events", "tickets", "campaigns"]
 PiiKind = Literal["email", "phone", "name"]
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 # The timestamp column each contract table is ordered by.
 TIMESTAMP_COLUMNS: dict[str, str] = {
@@ -192,6 +193,16 @@ def load_mapping(path: Path) -> Mapping:
         CustlabError: The file is missing, is not YAML, or breaks the mapping schema; the
             message names the file and the offending key.
     """
+    return load_yaml_model(path, Mapping)
+
+
+def load_yaml_model(path: Path, model: type[ModelT]) -> ModelT:
+    """Read a YAML file into the pydantic ``model``.
+
+    Raises:
+        CustlabError: The file is missing, is not YAML, or breaks the schema; the message
+            names the file and the offending key.
+    """
     if not path.is_file():
         raise CustlabError(f"mapping file {path} not found")
     try:
@@ -199,7 +210,7 @@ def load_mapping(path: Path) -> Mapping:
     except yaml.YAMLError as error:
         raise CustlabError(f"mapping file {path} is not valid YAML: {error}") from None
     try:
-        return Mapping.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "(top level)"

@@ -42,6 +42,7 @@ from training.train import (
     evaluate,
     fit,
     log_evaluation,
+    outcome,
     promote,
     register,
     task_run,
@@ -313,20 +314,4 @@ def train_labelled(
         decision = promote(
             task, registered, evaluation, lambda: recorded_champion_metric(task, table, data)
         )
-        mlflow.set_tags(
-            {
-                "promotion_decision": "promoted" if decision.promoted else "kept champion",
-                "promotion_reason": decision.reason,
-            }
-        )
-        return TrainOutcome(
-            task=task.name,
-            run_id=run.info.run_id,
-            model_version=registered.version,
-            metrics=evaluation.metrics,
-            baseline_metrics=evaluation.baseline_metrics,
-            promoted=decision.promoted,
-            reason=decision.reason,
-            test=frame[[ENTITY_KEY, EVENT_TIMESTAMP, task.label]],
-            prediction=evaluation.prediction,
-        )
+        return outcome(task, run, registered, evaluation, decision, frame)

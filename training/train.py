@@ -478,6 +478,35 @@ def split_frames(task: TaskSpec, frame: pd.DataFrame, plan: SplitPlan) -> SplitF
     return frames
 
 
+def outcome(
+    task: TaskSpec,
+    run: mlflow.ActiveRun,
+    registered: Registered,
+    evaluation: Evaluation,
+    decision: Decision,
+    test: pd.DataFrame,
+) -> TrainOutcome:
+    """What a training run ends with: the gate's decision tagged on the run, and the
+    outcome (``test``: the rows ``evaluation`` predicted)."""
+    mlflow.set_tags(
+        {
+            "promotion_decision": "promoted" if decision.promoted else "kept champion",
+            "promotion_reason": decision.reason,
+        }
+    )
+    return TrainOutcome(
+        task=task.name,
+        run_id=run.info.run_id,
+        model_version=registered.version,
+        metrics=evaluation.metrics,
+        baseline_metrics=evaluation.baseline_metrics,
+        promoted=decision.promoted,
+        reason=decision.reason,
+        test=test[[ENTITY_KEY, EVENT_TIMESTAMP, task.label]],
+        prediction=evaluation.prediction,
+    )
+
+
 @contextmanager
 def task_run(task: TaskSpec, frames: SplitFrames, kind: str) -> Iterator[mlflow.ActiveRun]:
     """An MLflow run for one step of one task, carrying the task and its split."""
@@ -534,20 +563,4 @@ def train_task(
         decision = promote(
             task, registered, evaluation, lambda: _champion_metric(task, frames.test)
         )
-        mlflow.set_tags(
-            {
-                "promotion_decision": "promoted" if decision.promoted else "kept champion",
-                "promotion_reason": decision.reason,
-            }
-        )
-        return TrainOutcome(
-            task=task.name,
-            run_id=run.info.run_id,
-            model_version=registered.version,
-            metrics=evaluation.metrics,
-            baseline_metrics=evaluation.baseline_metrics,
-            promoted=decision.promoted,
-            reason=decision.reason,
-            test=frames.test[[ENTITY_KEY, EVENT_TIMESTAMP, task.label]],
-            prediction=evaluation.prediction,
-        )
+        return outcome(task, run, registered, evaluation, decision, frames.test)
