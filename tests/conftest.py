@@ -3,7 +3,6 @@ integration tests share (training once per session keeps the suite fast)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,15 +35,11 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     from custlab import pipeline
 
     home = tmp_path_factory.mktemp("custlab-home")
-    previous = os.environ.get("CUSTLAB_HOME")
-    os.environ["CUSTLAB_HOME"] = str(home)
-    pipeline.quiet_libraries()
-    pipeline.demo(Settings(), DEMO_WORLD, DEMO_TUNING)
-    yield home
-    if previous is None:
-        os.environ.pop("CUSTLAB_HOME", None)
-    else:
-        os.environ["CUSTLAB_HOME"] = previous
+    with pytest.MonkeyPatch.context() as environment:
+        environment.setenv("CUSTLAB_HOME", str(home))
+        pipeline.quiet_libraries()
+        pipeline.demo(Settings(), DEMO_WORLD, DEMO_TUNING)
+        yield home
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ the gate and serving, on a table custlab did not simulate."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,15 +60,12 @@ def labelled_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     source.write_text(accounts_export())
     mapping = home.parent / "accounts.yaml"
     mapping.write_text(MAPPING)
-    previous = os.environ.get("CUSTLAB_HOME")
-    os.environ["CUSTLAB_HOME"] = str(home)  # the service reads its settings from there
-    pipeline.quiet_libraries()
-    pipeline.ingest_labelled(Settings(), source, mapping)
-    yield home
-    if previous is None:
-        os.environ.pop("CUSTLAB_HOME", None)
-    else:
-        os.environ["CUSTLAB_HOME"] = previous
+    with pytest.MonkeyPatch.context() as environment:
+        # The service reads its settings from the environment.
+        environment.setenv("CUSTLAB_HOME", str(home))
+        pipeline.quiet_libraries()
+        pipeline.ingest_labelled(Settings(), source, mapping)
+        yield home
 
 
 @pytest.fixture(scope="module")
