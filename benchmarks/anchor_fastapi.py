@@ -1,32 +1,42 @@
-"""The anchor for the serving benchmark: a bare FastAPI endpoint over the same LightGBM
-booster. Features come from an in-memory table of the newest snapshot, the least a
-service can do to turn customer ids into scores: no feature store, no reason codes, no
-prediction log. Run: ``uvicorn benchmarks.anchor_fastapi:app`` with ANCHOR_MODEL and
-ANCHOR_FEATURES set to the model file and the features parquet.
+"""The ceiling of the serving benchmark: a bare async FastAPI endpoint over the same
+LightGBM booster, features from a dict of rows (:mod:`benchmarks.anchor_scoring`).
+
+    ANCHOR_MODEL=... ANCHOR_FEATURES=... uvicorn benchmarks.anchor_fastapi:app \\
+        --workers 1 --log-level warning --no-access-log
+
+``POST /score`` takes ``{"customer_ids": [...]}`` and answers ``{"scores": [...]}``;
+``GET /readyz`` answers 200 once the booster and the rows are loaded.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-import lightgbm as lgb
-import numpy as np
-import pandas as pd
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from pydantic import BaseModel
 
-# Benchmark tooling outside custlab's settings: the runner passes these two paths.
-booster = lgb.Booster(model_file=os.environ["ANCHOR_MODEL"])
-features = pd.read_parquet(os.environ["ANCHOR_FEATURES"]).set_index("customer_id")
-features = features[booster.feature_name()].astype(np.float64)
-app = FastAPI()
+from benchmarks.anchor_scoring import load_from_environment
 
 
-class Request(BaseModel):
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    app.state.anchor = load_from_environment()
+    yield
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+class ScoreRequest(BaseModel):
     customer_ids: list[str]
 
 
-@app.post("/v1/churn")
-def churn(request: Request) -> dict[str, list[float]]:
-    rows = features.reindex(request.customer_ids)
-    return {"scores": booster.predict(rows).tolist()}
+@app.get("/readyz")
+async def readyz() -> dict[str, str]:
+    return {"status": "ready"}
+
+
+@app.post("/score")
+async def score(body: ScoreRequest, request: Request) -> dict[str, list[float]]:
+    return {"scores": request.app.state.anchor.score(body.customer_ids)}

@@ -2,7 +2,7 @@
 table (``benchmarks/results/results.md`` and ``.json``).
 
     python -m benchmarks.run                         # every benchmark, default scale
-    python -m benchmarks.run --only serving_churn --customers 5000 --requests 1000
+    python -m benchmarks.run --only serving --customers 2000 --duration 2 --rounds 1
     python -m benchmarks.run --only tuning --customers 5000 --train-rows 20000 --trials 3
 
 Machines here are shared and noisy: every figure is the median over ``--rounds`` rounds
@@ -12,9 +12,12 @@ that alternate custlab and its anchor, and the ratio to the anchor is what to co
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -22,13 +25,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pandas as pd
 
-from benchmarks.loadgen import LoadResult, run_load
+from benchmarks.wrk import WrkResult, ensure_wrk, run_wrk, write_script
 from serving.launch import serve_command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,151 +45,301 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_ready(url: str, process: subprocess.Popen, deadline_s: float = 180) -> None:
+@dataclass(frozen=True)
+class Server:
+    """One server of the serving benchmark: how to start it and where it answers."""
+
+    key: str  # names its log file
+    name: str
+    command: list[str]
+    port: int
+    score_path: str  # the route the load goes to
+    ready_path: str = "/readyz"  # answers 200 once the server can score
+    # A route answering {"warmed": true} once the work a server does in the background
+    # after it is ready is done (custlab computes answers ahead); the load waits for it,
+    # so that no measurement shares the cores with another server's start-up.
+    warm_path: str | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def _start(server: Server, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start ``server`` in a process group of its own (so that :func:`_stop` ends its
+    workers too), its output to ``log``."""
+    with log.open("w") as handle:
+        return subprocess.Popen(
+            server.command,
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _poll(url: str, process: subprocess.Popen) -> httpx.Response | None:
+    """GET ``url`` once; None while nothing answers. Raises if the server has exited."""
+    if process.poll() is not None:
+        raise RuntimeError(f"server exited with {process.returncode} before {url} answered")
+    try:
+        return httpx.get(url, timeout=5)
+    except httpx.TransportError:
+        return None
+
+
+def _wait_ready(server: Server, process: subprocess.Popen, deadline_s: float = 300) -> None:
+    url = server.url(server.ready_path)
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode} before {url} answered")
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.TransportError:
-            pass
+        response = _poll(url, process)
+        if response is not None and response.status_code == 200:
+            return
         time.sleep(0.5)
     raise RuntimeError(f"{url} not ready after {deadline_s:.0f}s")
 
 
-def _start(command: list[str], env: dict[str, str], ready_url: str, log: Path) -> subprocess.Popen:
-    handle = log.open("w")
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=handle)
-    _wait_ready(ready_url, process)
-    return process
+def _wait_warm(server: Server, process: subprocess.Popen, deadline_s: float = 900) -> dict:
+    """Wait until ``server.warm_path`` says ``warmed``; returns what it answered ({} for
+    a server without that route, which has nothing to wait for)."""
+    if server.warm_path is None:
+        return {}
+    url = server.url(server.warm_path)
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        response = _poll(url, process)
+        if response is not None and response.status_code == 404:
+            return {}
+        if response is not None and response.status_code == 200:
+            body = response.json()
+            if body.get("warmed", True):
+                return body
+        time.sleep(1)
+    raise RuntimeError(f"{url} did not say warmed after {deadline_s:.0f}s")
 
 
 def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
+    """End a server started by :func:`_start` and every process of its group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    # Whatever of the group is left (a worker slow to stop, or the leader itself).
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
-def _prepare_home(home: Path, customers: int) -> None:
-    """A home with a churn champion at the requested scale (reused when present)."""
+def _prepare_home(home: Path, customers: int) -> dict[str, bool]:
+    """A home at the requested scale with a model of every task, trained as the demo
+    trains (its sparse split, 2 trials, at most 500 rounds). A home whose build finished
+    (its ``ready.json`` written last) is reused; an unfinished one is built afresh.
+
+    Returns:
+        Per task, whether its model was promoted to champion.
+    """
     from custlab import pipeline
     from custlab.settings import Settings
     from features.simulate import WorldSpec
     from training.tune import TuneSpec
 
+    ready = home / "ready.json"
+    if ready.exists():
+        return json.loads(ready.read_text())["champions"]
+    if home.exists():
+        shutil.rmtree(home)
     settings = Settings(home=home)
-    if (home / "offline").exists() and (home / "mlflow.db").exists():
-        return
     pipeline.quiet_libraries()
     pipeline.simulate(settings, WorldSpec(customers=customers))
     pipeline.build_features(settings)
-    pipeline.train(settings, "churn", TuneSpec(n_trials=2))
+    outcomes = pipeline.train_all(
+        settings, TuneSpec(n_trials=2, max_rounds=500), pipeline.DEMO_SPLIT
+    )
+    champions = {outcome.task: outcome.promoted for outcome in outcomes}
+    ready.write_text(json.dumps({"customers": customers, "champions": champions}, indent=2))
+    return champions
 
 
-def serving_churn(args: argparse.Namespace) -> list[dict]:
-    """POST /v1/churn for one customer: custlab's BentoML service (online store, reason
-    codes, prediction log) against a bare FastAPI endpoint over the same booster."""
+def _rounds(
+    servers: list[Server], script: Path, connections: int, args: argparse.Namespace
+) -> dict[str, list[WrkResult]]:
+    """``args.rounds`` rounds that visit the servers in turn, each visit a warm-up run
+    then a measured one."""
+    results: dict[str, list[WrkResult]] = {server.name: [] for server in servers}
+    for _ in range(args.rounds):
+        for server in servers:
+            url = server.url(server.score_path)
+            run_wrk(url, script, connections, args.warmup)
+            results[server.name].append(run_wrk(url, script, connections, args.duration))
+    return results
+
+
+def _errors(results: list[WrkResult]) -> str:
+    """Every failure wrk counted over the measured runs, or "none"."""
+    requests = sum(r.requests for r in results)
+    parts = []
+    if non_2xx := sum(r.non_2xx for r in results):
+        parts.append(f"{non_2xx:,} of {requests:,} answers not 2xx/3xx")
+    for kind in ("connect", "read", "write", "timeout"):
+        if count := sum(r.socket_errors.get(kind, 0) for r in results):
+            parts.append(f"{count:,} socket {kind} errors")
+    return "; ".join(parts) or "none"
+
+
+def _summary(benchmark: str, name: str, results: list[WrkResult]) -> dict:
+    return {
+        "benchmark": benchmark,
+        "system": name,
+        "requests/s": statistics.median(r.requests_per_s for r in results),
+        "p50 ms": statistics.median(r.latency_ms[50] for r in results),
+        "p90 ms": statistics.median(r.latency_ms[90] for r in results),
+        "p99 ms": statistics.median(r.latency_ms[99] for r in results),
+        "errors": _errors(results),
+    }
+
+
+CEILING = "ceiling: bare async FastAPI (uvicorn), features from a dict"
+PLAIN_BENTOML = "plain BentoML service, same booster and dict"
+CUSTLAB = "custlab (BentoML: online store, every task, reason codes, tiers, prediction log)"
+BATCH_TARGET_MS = 50
+DISTINCT_IDS = 1000
+
+
+def serving(args: argparse.Namespace) -> list[dict]:
+    """custlab's scoring service against two anchors over churn's booster, in one run:
+    one id per request from 8 connections, and 1,000 ids in one body from one.
+
+    The ceiling is a bare async FastAPI endpoint; the plain-BentoML anchor is BentoML's
+    ordinary service doing the same, so the gap splits into what BentoML costs and what
+    custlab's work (online store, four tasks, reason codes, prediction log) costs. The
+    load comes from wrk on one thread (:mod:`benchmarks.wrk`); the servers take turns,
+    one server worker each. Everything is written under ``.custlab/bench-serving-<N>``.
+    """
     from custlab.settings import Settings
     from features.store import latest_as_of, read_features
     from training.model_input import model_matrix
     from training.registry import load_champion, use_tracking
 
-    home = (ROOT / ".custlab" / f"bench-{args.customers}").resolve()
-    _prepare_home(home, args.customers)
+    ensure_wrk()
+    home = (ROOT / ".custlab" / f"bench-serving-{args.customers}").resolve()
+    champions = _prepare_home(home, args.customers)
+    if not champions.get("churn"):
+        raise RuntimeError(f"{home} has no churn champion for the anchors to serve")
     settings = Settings(home=home)
     use_tracking(settings, "custlab-churn")
     booster, version = load_champion("custlab-churn")
-    model_file = home / "bench" / "anchor-model.txt"
-    model_file.parent.mkdir(parents=True, exist_ok=True)
+    bench = home / "bench"
+    bench.mkdir(exist_ok=True)
+    model_file = bench / "anchor-model.txt"
     booster.save_model(str(model_file))
     latest = read_features(settings, dates=[latest_as_of(settings)])
-    # The anchor gets the rows already encoded as the model takes them (categories as codes).
+    # The anchors get the rows already encoded as the model takes them (categories as codes).
     encoded = pd.DataFrame(model_matrix(booster, latest), columns=booster.feature_name())
     encoded.insert(0, "customer_id", latest["customer_id"].to_numpy())
-    features_file = home / "bench" / "anchor-features.parquet"
+    features_file = bench / "anchor-features.parquet"
     encoded.to_parquet(features_file)
 
-    ids = latest.loc[latest["recency_days"] <= 365, "customer_id"].sample(
-        args.requests, replace=True, random_state=0
-    )
-    bodies = [{"customer_ids": [cid]} for cid in ids]
+    # Distinct customers with an order in the last year: every task scores them.
+    active = latest.loc[latest["recency_days"] <= 365, "customer_id"]
+    ids = active.sample(min(DISTINCT_IDS, len(active)), random_state=0).tolist()
+    single = write_script(bench / "wrk-one-id.lua", [{"customer_ids": [cid]} for cid in ids])
+    batch = write_script(bench / "wrk-batch.lua", [{"customer_ids": ids}])
+
     env = os.environ | {
         "CUSTLAB_HOME": str(home),
+        "BENTOML_HOME": str(home / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "true",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "ANCHOR_MODEL": str(model_file),
         "ANCHOR_FEATURES": str(features_file),
     }
-    custlab_port, anchor_port = _free_port(), _free_port()
-    servers = {
-        "custlab (BentoML)": (
-            serve_command("127.0.0.1", custlab_port),
-            f"http://127.0.0.1:{custlab_port}",
-            f"http://127.0.0.1:{custlab_port}/readyz",
-        ),
-        "anchor: bare FastAPI": (
+    ports = {name: _free_port() for name in (CEILING, PLAIN_BENTOML, CUSTLAB)}
+    servers = [
+        Server(
+            "ceiling",
+            CEILING,
             [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "benchmarks.anchor_fastapi:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(anchor_port),
-                "--workers",
-                "1",
-                "--log-level",
-                "warning",
+                sys.executable, "-m", "uvicorn", "benchmarks.anchor_fastapi:app",
+                "--host", "127.0.0.1", "--port", str(ports[CEILING]), "--workers", "1",
+                "--log-level", "warning", "--no-access-log",
             ],
-            f"http://127.0.0.1:{anchor_port}",
-            f"http://127.0.0.1:{anchor_port}/docs",
+            ports[CEILING],
+            score_path="/score",
         ),
-    }
-    processes = {}
-    rounds: dict[str, list[LoadResult]] = {name: [] for name in servers}
+        Server(
+            "plain-bentoml",
+            PLAIN_BENTOML,
+            [
+                sys.executable, "-m", "bentoml", "serve", "benchmarks.anchor_bentoml:PlainScoring",
+                "--host", "127.0.0.1", "--port", str(ports[PLAIN_BENTOML]),
+                "--working-dir", str(ROOT),
+            ],
+            ports[PLAIN_BENTOML],
+            score_path="/score",
+        ),
+        Server(
+            "custlab", CUSTLAB, serve_command("127.0.0.1", ports[CUSTLAB]), ports[CUSTLAB],
+            score_path="/v1/score", warm_path="/v1/status",
+        ),
+    ]  # fmt: skip
+    by_name = {server.name: server for server in servers}
+
+    processes: dict[str, subprocess.Popen] = {}
     try:
-        for name, (command, _, ready) in servers.items():
-            processes[name] = _start(command, env, ready, home / "bench" / f"{name[:7]}.log")
-        for _ in range(args.rounds):
-            for name, (_, base, _) in servers.items():
-                run_load(f"{base}/v1/churn", bodies[:50], args.concurrency)  # warm-up
-                rounds[name].append(run_load(f"{base}/v1/churn", bodies, args.concurrency))
+        for server in servers:  # all at once: their start-ups overlap
+            processes[server.key] = _start(server, env, bench / f"{server.key}.log")
+        for server in servers:
+            _wait_ready(server, processes[server.key])
+        warmed = {server.key: _wait_warm(server, processes[server.key]) for server in servers}
+        load_before = os.getloadavg()[0]
+        one_id = _rounds(servers, single, args.concurrency, args)
+        many = _rounds([by_name[CEILING], by_name[CUSTLAB]], batch, 1, args)
     finally:
         for process in processes.values():
             _stop(process)
+    load_after = os.getloadavg()[0]
 
-    anchor = "anchor: bare FastAPI"
-    rows = []
-    for name, results in rounds.items():
-        rows.append(
-            {
-                "benchmark": "serving_churn",
-                "system": name,
-                "requests/s": statistics.median(r.rps for r in results),
-                "p50 ms": statistics.median(r.percentile(50) for r in results),
-                "p99 ms": statistics.median(r.percentile(99) for r in results),
-                "errors": sum(r.errors for r in results),
-            }
-        )
-    base = next(r for r in rows if r["system"] == anchor)
+    rows = [_summary("serving", name, results) for name, results in one_id.items()]
+    ceiling = next(row for row in rows if row["system"] == CEILING)
     for row in rows:
-        row["rps vs anchor"] = row["requests/s"] / base["requests/s"]
-        row["p50 vs anchor"] = row["p50 ms"] / base["p50 ms"]
+        row["rps vs ceiling"] = row["requests/s"] / ceiling["requests/s"]
+        row["p50 vs ceiling"] = row["p50 ms"] / ceiling["p50 ms"]
+    batch_rows = [_summary("serving_batch", name, results) for name, results in many.items()]
+    for row in batch_rows:
+        del row["p90 ms"]
+        row["p50 vs target (50 ms)"] = row["p50 ms"] / BATCH_TARGET_MS
+
     leaves = sum(tree["num_leaves"] for tree in booster.dump_model()["tree_info"])
-    setup = (
-        f"{args.customers:,} customers; model v{version} ({booster.num_trees()} trees, "
-        f"{leaves:,} leaves: reason codes cost grows with it); {args.requests} requests x "
-        f"{args.rounds} rounds, {args.concurrency} concurrent clients, one id per request, "
-        "one server worker each"
+    served = ", ".join(task for task, promoted in champions.items() if promoted)
+    common = (
+        f"{args.customers:,} customers; anchors serve churn's champion v{version} "
+        f"({booster.num_trees()} trees, {leaves:,} leaves) with no calibration or reason "
+        f"codes; custlab POST {by_name[CUSTLAB].score_path} with champions of {served}; "
+        f"wrk -t1, {args.rounds} round(s) visiting the servers in turn, {args.warmup} s "
+        f"warm-up then {args.duration} s measured per visit, medians; one server worker each"
     )
+    kept = {
+        task: status.get("answers_kept")
+        for task, status in warmed["custlab"].get("served", {}).items()
+    }
+    if any(kept.values()):
+        common += (
+            "; custlab measured once GET /v1/status said warmed (answers computed ahead: "
+            + ", ".join(f"{task} {n:,}" for task, n in kept.items() if n)
+            + ")"
+        )
+    load = f"load average {load_before:.1f} before, {load_after:.1f} after"
     for row in rows:
-        row["setup"] = setup
-    return rows
+        row["setup"] = (
+            f"{common}; one id per request from {args.concurrency} connections, cycling "
+            f"over {len(ids):,} distinct active customers; {load}"
+        )
+    for row in batch_rows:
+        row["setup"] = (
+            f"{common}; one body of {len(ids):,} distinct active customers from 1 "
+            f"connection, target p50 <= {BATCH_TARGET_MS} ms; {load}"
+        )
+    return rows + batch_rows
 
 
 def simulate_world(args: argparse.Namespace) -> list[dict]:
@@ -271,7 +425,7 @@ def telco_churn(args: argparse.Namespace) -> list[dict]:
 
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[dict]]] = {
-    "serving_churn": serving_churn,
+    "serving": serving,
     "simulate_world": simulate_world,
     "feature_snapshot": feature_snapshot,
     "online_store": online_store,
@@ -281,12 +435,17 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[dict]]] = {
 }
 
 
+# Benchmarks renamed since rows of theirs were written: a fresh run drops the old rows.
+RENAMED = {"serving_churn": "serving"}
+
+
 def write_results(rows: list[dict], started: datetime) -> Path:
     """Merge ``rows`` into the results table, replacing earlier rows of the same benchmark."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     json_path = RESULTS / "results.json"
     previous = json.loads(json_path.read_text())["rows"] if json_path.exists() else []
     fresh = {r["benchmark"] for r in rows}
+    fresh |= {old for old, new in RENAMED.items() if new in fresh}
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     stamped = [r | {"measured": f"{started:%Y-%m-%d}", "machine": machine} for r in rows]
     merged = [r for r in previous if r["benchmark"] not in fresh] + stamped
@@ -307,7 +466,9 @@ def write_results(rows: list[dict], started: datetime) -> Path:
             f"measured {group['measured'].iloc[0]}",
             "",
         ]
-        shown = group.drop(columns=["benchmark", "setup", "machine", "measured"])
+        # Columns in the order the benchmark's own rows give them, not the merged table's.
+        order = dict.fromkeys(key for row in merged if row["benchmark"] == name for key in row)
+        shown = group[list(order)].drop(columns=["benchmark", "setup", "machine", "measured"])
         shown = shown.dropna(axis=1, how="all")
         # Scores such as ROC-AUC differ in the third decimal; everything else shows two.
         formats = tuple(".4f" if "AUC" in column else ".2f" for column in shown.columns)
@@ -321,12 +482,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
     parser.add_argument(
-        "--customers", type=int, default=30_000, help="world size (serving_churn, tuning)"
+        "--customers", type=int, default=30_000, help="world size (serving, tuning)"
     )
     parser.add_argument("--world-customers", type=int, default=1_000_000)
-    parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--duration", type=int, default=10, help="seconds of each measured wrk run (serving)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=3, help="seconds of wrk warm-up before each (serving)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=8, help="wrk connections, one id each (serving)"
+    )
     parser.add_argument(
         "--trials",
         type=int,
