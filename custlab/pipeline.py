@@ -493,9 +493,9 @@ def demo(
             + settings.mlflow_tracking_uri,
             "  serve          .venv/bin/custlab serve",
             f"  score          curl -s -X POST http://{settings.serve_host}:{settings.serve_port}"
-            "/v1/churn -H 'content-type: application/json' "
+            "/v1/score -H 'content-type: application/json' "
             f'-d \'{{"customer_ids": ["{report.example_customer}"]}}\'',
-            "  other tasks    the same body at " + ", ".join(f"/v1/{name}" for name in TASKS),
+            "  one task       the same body at " + ", ".join(f"/v1/{name}" for name in TASKS),
             f"  drift report   {report.html}",
             f"  clean up       rm -rf {home}",
         ]

@@ -511,6 +511,19 @@ def read_manifest(raw_dir: Path) -> dict[str, dict[str, object]]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _key_path(settings: Settings) -> Path:
+    return settings.home / "secrets" / "pseudonym.key"
+
+
+def stored_pseudonym_key(settings: Settings) -> bytes | None:
+    """The key ingest used, from the environment or the home's key file; None when
+    there is neither. Never makes one: a reader (the service) must use ingest's key."""
+    if settings.pseudonym_key is not None:
+        return settings.pseudonym_key.get_secret_value().encode()
+    path = _key_path(settings)
+    return path.read_bytes() if path.exists() else None
+
+
 def pseudonym_key(settings: Settings, pii: Collection[str] = ()) -> bytes:
     """The HMAC key: from the environment (``CUSTLAB_PSEUDONYM_KEY``).
 
@@ -529,7 +542,7 @@ def pseudonym_key(settings: Settings, pii: Collection[str] = ()) -> bytes:
             f"the mapping declares PII column(s) {', '.join(sorted(pii))}; set "
             "CUSTLAB_PSEUDONYM_KEY to pseudonymize them (nothing was written)"
         )
-    path = settings.home / "secrets" / "pseudonym.key"
+    path = _key_path(settings)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.parent.chmod(0o700)

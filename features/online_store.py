@@ -260,6 +260,18 @@ class CustomerOnlineStore(OnlineStore):
         logger.info("wrote %d rows to online view %s", len(frame), view.name)
         return len(frame)
 
+    def customer_ids(self, config: RepoConfig, limit: int) -> list[str]:
+        """Up to ``limit`` customers the store holds rows of (in key order)."""
+        conn, lock = _connection(config)
+        with lock:
+            try:
+                rows = conn.execute(
+                    f"SELECT {ENTITY_KEY} FROM {_q(_table(config))} LIMIT ?", (limit,)
+                ).fetchall()
+            except sqlite3.OperationalError:  # nothing applied yet
+                return []
+        return [row[0] for row in rows]
+
     def read_frames(
         self,
         config: RepoConfig,

@@ -17,6 +17,12 @@ import pandas as pd
 PSEUDONYM_HEX = 20
 
 
+def pseudonym(value: str, key: bytes, kind: str) -> str:
+    """The keyed pseudonym of one value (trimmed), as :func:`pseudonymize` gives it."""
+    message = f"{kind}:{value.strip()}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:PSEUDONYM_HEX]
+
+
 def pseudonymize(values: pd.Series, key: bytes, kind: str) -> pd.Series:
     """Replace each non-null value by its keyed pseudonym; nulls stay null.
 
@@ -29,14 +35,7 @@ def pseudonymize(values: pd.Series, key: bytes, kind: str) -> pd.Series:
     present = values.notna()
     text = values[present].astype(str).str.strip()
     uniques, inverse = np.unique(text.to_numpy(dtype=str), return_inverse=True)
-    prefix = f"{kind}:".encode()
-    digests = np.array(
-        [
-            hmac.new(key, prefix + u.encode(), hashlib.sha256).hexdigest()[:PSEUDONYM_HEX]
-            for u in uniques
-        ],
-        dtype=object,
-    )
+    digests = np.array([pseudonym(u, key, kind) for u in uniques], dtype=object)
     out = pd.Series(None, index=values.index, dtype=object)
     out[present] = digests[inverse] if len(uniques) else []
     return out

@@ -362,11 +362,14 @@ class OnlineRows:
         known: Per customer, whether the store holds any row of it.
         stale_days: Per customer, how many days its oldest view row is past that view's
             ttl, counted from the newest materialization; 0 when all are fresh.
+        feature_time: Per customer, the newest event timestamp of its rows (epoch
+            seconds; NaN when unknown).
     """
 
     features: pd.DataFrame
     known: np.ndarray
     stale_days: np.ndarray
+    feature_time: np.ndarray
 
 
 class OnlineReader:
@@ -410,15 +413,23 @@ class OnlineReader:
             stamps = {name: at for name, (_, at) in parts.items()}
         known = np.zeros(len(customer_ids), dtype=bool)
         stale = np.zeros(len(customer_ids))
+        newest = np.full(len(customer_ids), np.nan)
         for view_name, at in stamps.items():
             present = np.isfinite(at)
             known |= present
+            newest = np.fmax(newest, at)
             if self.as_of is not None:
                 late = (self.as_of - self._ttl[view_name]) - at
                 stale = np.fmax(stale, np.where(present & (late > 0), late / 86_400, 0.0))
         if list(features.columns) != self.names:
             features = features[self.names]
-        return OnlineRows(features.reset_index(drop=True), known, stale)
+        return OnlineRows(features.reset_index(drop=True), known, stale, newest)
+
+    def customers(self, limit: int) -> list[str] | None:
+        """Up to ``limit`` ids the online store holds, None where it cannot list them."""
+        if not hasattr(self._online, "customer_ids"):
+            return None
+        return self._online.customer_ids(self.store.config, limit)
 
     def _read_with_sdk(
         self, view: str, names: list[str], customer_ids: Sequence[str]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
 from custlab.settings import Settings
 from serving.scoring import LoadedModel
 from training.labelled import find_table, labelled_task
 from training.record import ModelRecord
-from training.registry import load_champion, use_tracking
+from training.registry import CHAMPION, load_champion, use_tracking
 from training.tasks import TaskSpec
 
 
@@ -24,3 +27,17 @@ def load_champion_model(settings: Settings, task: TaskSpec) -> LoadedModel:
         # that table's.
         task = labelled_task(task, find_table(settings, record.labelled_table))
     return LoadedModel(task=task, version=str(version), booster=booster, record=record)
+
+
+def champion_version(settings: Settings, task: TaskSpec) -> str | None:
+    """The version holding ``@champion`` now, None when there is none (one registry
+    read, with a client of its own: the service asks every few seconds from a thread,
+    and must not move the process's tracking URI)."""
+    uri = settings.mlflow_tracking_uri
+    try:
+        found = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(
+            task.registered_model, CHAMPION
+        )
+    except MlflowException:
+        return None
+    return str(found.version)

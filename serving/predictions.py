@@ -1,34 +1,116 @@
-"""The prediction log monitoring reads: one JSON line per scored customer.
+"""The prediction log monitoring reads: parquet by task and day, written off the request
+path, old days deleted.
 
-Customer ids in the store are already pseudonyms (ingestion replaces source ids), so
-the log holds nothing that identifies a person.
+Records carry the store's customer id (the pseudonym ingest gave, never the id an
+application sent), the model version, the answer and the feature timestamp: the
+features themselves are the offline snapshot of that customer at that timestamp, so an
+answer from the online store is logged without them. Feature rows sent in a request are
+not in any store and are logged whole.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 2.0
+FLUSH_RECORDS = 50_000
+
 
 class PredictionLog:
-    """Appends predictions to ``<folder>/<task>/<YYYY-MM-DD>.jsonl``."""
+    """Buffers records and writes ``<folder>/<task>/date=<YYYY-MM-DD>/part-*.parquet``.
 
-    def __init__(self, folder: Path) -> None:
-        self._folder = folder
+    A daemon thread flushes every :data:`FLUSH_SECONDS` (sooner past
+    :data:`FLUSH_RECORDS`), so a request only appends to a list; :meth:`close` flushes
+    what is left. Days older than ``retention_days`` are deleted at each hourly sweep.
+    """
+
+    def __init__(self, folder: Path, retention_days: int = 90) -> None:
+        self.folder = folder
+        self.retention_days = retention_days
+        self._pending: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._parts = 0
+        self._swept_at = 0.0
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
 
     def append(self, task: str, records: Sequence[dict[str, Any]]) -> None:
         now = datetime.now(UTC)
-        path = self._folder / task / f"{now:%Y-%m-%d}.jsonl"
-        lines = "".join(
-            json.dumps({"logged_at": now.isoformat()} | record, separators=(",", ":")) + "\n"
-            for record in records
-        )
         with self._lock:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as handle:
-                handle.write(lines)
+            self._pending.extend({"task": task, "logged_at": now} | r for r in records)
+            full = len(self._pending) >= FLUSH_RECORDS
+        if full:
+            self._wake.set()
+
+    def flush(self) -> None:
+        """Write everything appended so far (tests and shutdown call it)."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if pending:
+            self._write(pd.DataFrame(pending))
+        if pending and (now := datetime.now(UTC).timestamp()) - self._swept_at > 3600:
+            self._swept_at = now
+            self.sweep()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+        self.flush()
+
+    def sweep(self, today: datetime | None = None) -> list[Path]:
+        """Delete the day folders past the retention; returns what was deleted."""
+        cutoff = (today or datetime.now(UTC)).date() - timedelta(days=self.retention_days)
+        gone = []
+        for day in self.folder.glob("*/date=*"):
+            try:
+                date = datetime.strptime(day.name.removeprefix("date="), "%Y-%m-%d").date()
+            except ValueError:
+                continue
+            if date < cutoff:
+                for part in day.iterdir():
+                    part.unlink()
+                day.rmdir()
+                gone.append(day)
+        return gone
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            self._wake.wait(FLUSH_SECONDS)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # a full disk must not kill the logger for good
+                logger.exception("could not write the prediction log; retrying")
+
+    def _write(self, frame: pd.DataFrame) -> None:
+        frame["date"] = frame["logged_at"].dt.strftime("%Y-%m-%d")
+        for (task, date), part in frame.groupby(["task", "date"], sort=False):
+            folder = self.folder / str(task) / f"date={date}"
+            folder.mkdir(parents=True, exist_ok=True)
+            self._parts += 1
+            name = f"part-{datetime.now(UTC):%H%M%S%f}-{self._parts:06d}.parquet"
+            temporary = folder / f".{name}"
+            part.drop(columns=["task", "date"]).dropna(axis=1, how="all").to_parquet(
+                temporary, index=False
+            )
+            temporary.rename(folder / name)  # readers never see half a file
+
+
+def read_predictions(folder: Path, task: str) -> pd.DataFrame:
+    """Every logged prediction of ``task``, oldest first (empty when none)."""
+    parts = sorted((folder / task).glob("date=*/part-*.parquet"))
+    if not parts:
+        return pd.DataFrame()
+    return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)

@@ -7,6 +7,7 @@ directly without HTTP.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import lightgbm as lgb
 import numpy as np
@@ -37,6 +38,21 @@ class LoadedModel:
     @property
     def feature_names(self) -> list[str]:
         return list(self.booster.feature_name())
+
+    @cached_property
+    def training_ranges(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Each numeric feature's lowest and highest value in the training rows, as
+        LightGBM recorded them in the model (``feature_infos``)."""
+        line = next(
+            row
+            for row in self.booster.model_to_string().splitlines()
+            if row.startswith("feature_infos=")
+        )
+        low, high = {}, {}
+        for name, info in zip(self.feature_names, line.split("=", 1)[1].split(), strict=True):
+            if info.startswith("["):  # a category lists its values; an unused feature "none"
+                low[name], high[name] = map(float, info[1:-1].split(":"))
+        return low, high
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,14 @@ def test_canaries_reach_no_store_model_report_or_log(tmp_path: Path, caplog, cli
         # A world this small may tie its baseline; a person's promotion serves it anyway.
         pipeline.promote(settings, "churn", outcome.model_version, "privacy test")
     pipeline.monitor(settings, "churn")
+    # The application asks by its own id; the door pseudonymizes it as ingest did.
+    from serving.scorers import Scoring
+
+    scoring = Scoring(settings)
+    served, _ = scoring.served(["churn"])
+    (answer,) = scoring.answers(served, ["CANARY-ID-00001"])["churn"]
+    assert answer["score"] is not None and answer["feature_timestamp"]
+    scoring.close()  # its prediction log is among the files searched below
 
     files = [p for p in home.rglob("*") if p.is_file()]
     assert any(p.suffix == ".parquet" for p in files) and any(p.name == "mlflow.db" for p in files)

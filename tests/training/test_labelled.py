@@ -16,8 +16,8 @@ from custlab.settings import Settings
 from features.errors import CustlabError
 from features.labelled import labelled_folder
 from serving.models import load_champion_model
-from serving.predictions import PredictionLog
-from serving.service import UNKNOWN_CUSTOMER, TaskScorer
+from serving.predictions import PredictionLog, read_predictions
+from serving.scorers import UNKNOWN_CUSTOMER, Scoring
 from training.labelled import FOLDS
 from training.record import ModelRecord
 from training.registry import GateFailed, use_tracking
@@ -99,25 +99,32 @@ def test_every_fold_is_a_nested_run_and_the_record_names_the_table(trained) -> N
     assert set(record.features) == {"plan", "fee", "tenure"}  # left_reason dropped
 
 
-def test_serving_scores_the_table_customers_by_the_ids_ingest_gave(
+def test_serving_scores_the_table_customers_by_the_ids_the_export_gave(
     labelled_home: Path, trained
 ) -> None:
-    from features.store import open_store
-
     settings = Settings()
     if not trained.promoted:
         pipeline.promote(settings, "churn", trained.model_version, "serving test")
     model = load_champion_model(settings, get_task("churn"))
     assert model.task.population_rule == "the customers of labelled table accounts"
-    scorer = TaskScorer(model, open_store(settings), PredictionLog(labelled_home / "log"))
-    features = pd.read_parquet(labelled_folder(settings, "accounts") / "features.parquet")
-    known = features["customer_id"].iloc[0]
-    answer = scorer.score_customers([known, "not-a-customer"])
-    first, second = answer.predictions
-    assert 0 < first.score < 1 and first.tier in {"high", "medium", "low"}
-    assert first.warnings == []  # inside the population: everyone in the table
-    assert {r.feature for r in first.reasons} <= {"plan", "fee", "tenure"}
-    assert second.warnings == [UNKNOWN_CUSTOMER]
+    scoring = Scoring(settings, PredictionLog(labelled_home / "log"))
+    (scorer,), _ = scoring.served(["churn"])
+    # The application sends the export's own id; the store holds its pseudonym.
+    stored = set(
+        pd.read_parquet(labelled_folder(settings, "accounts") / "features.parquet")["customer_id"]
+    )
+    assert "A00001" not in stored
+    first, second = scoring.answers([scorer], ["A00001", "not-a-customer"])["churn"]
+    assert 0 < first["score"] < 1 and first["tier"] in {"high", "medium", "low"}
+    assert first["warnings"] == []  # inside the population: everyone in the table
+    assert {r["feature"] for r in first["reasons"]} <= {"plan", "fee", "tenure"}
+    assert second["warnings"] == [UNKNOWN_CUSTOMER]
+    scoring.close()
+    logged = read_predictions(labelled_home / "log", "churn")
+    assert set(logged["customer_id"]) <= stored | {
+        scorer.source.door.store_ids(["not-a-customer"])[0]
+    }
+    assert "A00001" not in set(logged["customer_id"])
 
 
 def test_a_champion_from_other_data_is_not_compared_by_a_number(trained) -> None:

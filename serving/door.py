@@ -1,0 +1,47 @@
+"""The door: applications send their own customer ids; the stores hold ingest's pseudonyms.
+
+An id is pseudonymized here exactly as ingest did (the home's key, kind ``customer``), so
+an application never needs custlab's pseudonyms, and nothing past the door (the online
+store, the prediction log) sees the id it sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from custlab.settings import Settings
+from features.errors import CustlabError
+from features.ingest import read_manifest, stored_pseudonym_key
+from features.pseudonymize import pseudonym
+
+
+@dataclass(frozen=True)
+class Door:
+    """Application ids to store ids. ``key`` None: the store keeps the ids as they are
+    (a simulated world's synthetic ids)."""
+
+    key: bytes | None
+
+    def store_ids(self, ids: Sequence[str]) -> list[str]:
+        if self.key is None:
+            return list(ids)
+        return [pseudonym(i, self.key, "customer") for i in ids]
+
+
+def door_for(settings: Settings, labelled: bool) -> Door:
+    """The door of the home's event tables (``labelled`` False) or of its labelled tables.
+
+    Raises:
+        CustlabError: The stores hold pseudonyms and the key ingest used is not here.
+    """
+    origins = {entry.get("origin") for entry in read_manifest(settings.raw_dir).values()}
+    if not labelled and origins == {"simulator"}:
+        return Door(None)
+    key = stored_pseudonym_key(settings)
+    if key is None:
+        raise CustlabError(
+            "the feature store holds pseudonymized ids, but the key ingest used is not "
+            "here: set CUSTLAB_PSEUDONYM_KEY (or keep <home>/secrets/pseudonym.key)"
+        )
+    return Door(key)

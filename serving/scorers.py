@@ -1,0 +1,467 @@
+"""What the service holds while it runs: every champion with the online reader of its
+features, the answers already given, and the checks that say when they are out of date.
+
+An answer depends on nothing but the customer's online features and the champion, and
+those change only at a materialization or a promotion. So an answer is computed once
+per customer and kept until either changes: a materialization changes the Feast
+registry and the online store's file (checked on every request: two ``stat`` calls),
+a promotion moves ``@champion`` in the registry (checked every
+:data:`RELOAD_SECONDS` off the request path; the service then loads the new champion and
+swaps to it whole, so a request sees the old models or the new ones, never a mix).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from feast import FeatureStore
+
+from custlab.settings import Settings
+from features.errors import CustlabError
+from features.store import OnlineReader, feature_refs, open_store
+from serving.door import Door, door_for
+from serving.models import champion_version, load_champion_model
+from serving.predictions import PredictionLog
+from serving.scoring import LoadedModel, Score, score_rows
+from training.tasks import TASKS
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_CUSTOMER = "unknown_customer: no features in the online store; not scored"
+# Answers kept per task; past it the oldest go first, so memory stays bounded whatever
+# ids clients send (unknown customers are never kept).
+CACHE_ENTRIES = 100_000
+RELOAD_SECONDS = 5.0
+
+
+class StoreUnavailable(CustlabError):
+    """The online store did not answer; the service says 503 until it does again."""
+
+
+def outside_population(rule: str) -> str:
+    return f"outside_population: the model is trained on {rule}"
+
+
+def _stamp(seconds: float) -> str | None:
+    if not math.isfinite(seconds):
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+def answer_of(model: LoadedModel, score: Score, warnings: list[str]) -> dict[str, Any]:
+    """One task's answer for one customer, as the API returns it (without the id)."""
+    answer: dict[str, Any] = {
+        "model": model.name,
+        "model_version": model.version,
+        "score": round(score.score, 6),
+        "tier": score.tier,
+        "action": score.action,
+        "reasons": [vars(reason) for reason in score.reasons],
+        "warnings": warnings,
+    }
+    if score.probabilities is not None:
+        answer["probabilities"] = {k: round(v, 6) for k, v in score.probabilities.items()}
+    return answer
+
+
+def unknown_answer(model: LoadedModel) -> dict[str, Any]:
+    return {
+        "model": model.name,
+        "model_version": model.version,
+        "score": None,
+        "tier": None,
+        "action": None,
+        "reasons": [],
+        "feature_timestamp": None,
+        "warnings": [UNKNOWN_CUSTOMER],
+    }
+
+
+@dataclass
+class FeatureSource:
+    """One online read for several champions: their features' union, and the door that
+    turns application ids into this source's store ids."""
+
+    reader: OnlineReader
+    door: Door
+
+
+@dataclass
+class TaskScorer:
+    """One task's champion, the columns of its features in its source's rows, and the
+    answers it has given since the features or the champion last changed."""
+
+    model: LoadedModel
+    source: FeatureSource
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.model.task.name
+
+    def score_online(
+        self,
+        store_ids: Sequence[str],
+        rows: pd.DataFrame,
+        known: np.ndarray,
+        stale_days: np.ndarray,
+        feature_time: np.ndarray,
+    ) -> dict[str, dict]:
+        """Answers for customers just read from the online store; known ones are kept."""
+        task = self.model.task
+        features = rows[self.model.feature_names]
+        scores = iter(score_rows(self.model, features[known]) if known.any() else [])
+        inside = task.population(features)
+        out: dict[str, dict[str, Any]] = {}
+        for sid, is_known, is_inside, stale, at in zip(
+            store_ids, known, inside, stale_days, feature_time, strict=True
+        ):
+            if not is_known:
+                out[sid] = unknown_answer(self.model)
+                continue
+            warnings = []
+            if not is_inside:
+                warnings.append(outside_population(task.population_rule))
+            if stale > 0:
+                warnings.append(f"stale_features: {stale:.0f} days past the feature view's ttl")
+            answer = answer_of(self.model, next(scores), warnings)
+            answer["feature_timestamp"] = _stamp(at)
+            out[sid] = answer
+            self.keep(sid, answer)
+        return out
+
+    def keep(self, store_id: str, answer: dict[str, Any]) -> None:
+        if len(self.answers) >= CACHE_ENTRIES:
+            # Another request may have evicted it first.
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):
+                del self.answers[next(iter(self.answers))]
+        self.answers[store_id] = answer
+
+
+def log_records(
+    store_ids: Sequence[str | None], answers: Iterable[dict], source: str
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "customer_id": sid,
+            "source": source,
+            "model_version": answer["model_version"],
+            "score": answer["score"],
+            "tier": answer["tier"],
+            "feature_timestamp": answer.get("feature_timestamp"),
+            "unknown": answer["score"] is None,
+        }
+        for sid, answer in zip(store_ids, answers, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class Champions:
+    """Every served champion at one moment: swapped whole when one moves."""
+
+    scorers: dict[str, TaskScorer]
+    unavailable: dict[str, str]
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {name: scorer.model.version for name, scorer in self.scorers.items()}
+
+
+def load_champions(settings: Settings, store: FeatureStore) -> Champions:
+    """Load every task's ``@champion`` from the registry."""
+    models: dict[str, LoadedModel] = {}
+    unavailable: dict[str, str] = {}
+    for name, task in TASKS.items():
+        try:
+            models[name] = load_champion_model(settings, task)
+        except CustlabError as error:
+            unavailable[name] = str(error)
+    return assemble(settings, store, models, unavailable)
+
+
+def assemble(
+    settings: Settings,
+    store: FeatureStore,
+    models: dict[str, LoadedModel],
+    unavailable: dict[str, str],
+) -> Champions:
+    """Give loaded champions their readers: the event tasks share one read of the union
+    of their features; a champion of a labelled table reads that table's view."""
+    groups: dict[str | None, list[LoadedModel]] = {}
+    for model in models.values():
+        groups.setdefault(model.record.labelled_table, []).append(model)
+    scorers = {}
+    for table, group in groups.items():
+        refs: dict[str, str] = {}
+        for model in group:
+            by_name = {r.split(":", 1)[1]: r for r in feature_refs(store, model.feature_service)}
+            refs.update((n, by_name[n]) for n in model.feature_names)
+        source = FeatureSource(
+            OnlineReader(store, list(refs.values())), door_for(settings, table is not None)
+        )
+        for model in group:
+            scorers[model.task.name] = TaskScorer(model, source)
+    return Champions(scorers, unavailable)
+
+
+class Scoring:
+    """The running service's state: champions, answers kept, the prediction log."""
+
+    def __init__(self, settings: Settings, log: PredictionLog | None = None) -> None:
+        self.settings = settings
+        self.log = log or PredictionLog(settings.prediction_log_dir)
+        self._store = open_store(settings)
+        self._lock = threading.Lock()
+        self.champions = load_champions(settings, self._store)
+        self._files = self._feature_files()
+        self._generation = self._file_stamps()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self.warmed: dict[str, int] = {}
+
+    # -- what changes the answers -------------------------------------------------------
+
+    def _feature_files(self) -> list[Path]:
+        feast = self.settings.feast_dir
+        # A materialization ends by folding the online store's WAL into its file and
+        # recording the new end time in the registry; readers touch neither (they do
+        # create and truncate the WAL file, so it is no signal).
+        return [feast / "registry.db", feast / "online.db"]
+
+    def _file_stamps(self) -> tuple[int, ...]:
+        stamps = []
+        for path in self._files:
+            try:
+                stamps.append(path.stat().st_mtime_ns)
+            except FileNotFoundError:
+                stamps.append(0)
+        return tuple(stamps)
+
+    def current(self) -> Champions:
+        """The champions to answer with, their kept answers dropped if the online
+        features changed since the last request."""
+        stamps = self._file_stamps()
+        if stamps != self._generation:
+            with self._lock:
+                if stamps != self._generation:
+                    logger.info("online features changed: answers recomputed from now on")
+                    # New readers learn the newest materialization (for staleness);
+                    # new scorers start with no answers.
+                    self._store = open_store(self.settings)
+                    champions = self.champions
+                    models = {n: s.model for n, s in champions.scorers.items()}
+                    self.champions = assemble(
+                        self.settings, self._store, models, champions.unavailable
+                    )
+                    self._generation = stamps
+                    self.warmed = {}
+                    self.warm_in_background()
+        return self.champions
+
+    def warm(self, chunk: int = 2_000) -> dict[str, int]:
+        """Compute the answers of the online store's customers (up to
+        :data:`CACHE_ENTRIES`) before anyone asks; stops early when the features or the
+        champions change meanwhile. Returns answers kept per task."""
+        champions = self.champions
+        groups: dict[int, list[TaskScorer]] = {}
+        for scorer in champions.scorers.values():
+            groups.setdefault(id(scorer.source), []).append(scorer)
+        for group in groups.values():
+            ids = group[0].source.reader.customers(CACHE_ENTRIES) or []
+            for start in range(0, len(ids), chunk):
+                if self._stop.is_set() or self.champions is not champions:
+                    return self.warmed
+                online = group[0].source.reader.read(ids[start : start + chunk])
+                for scorer in group:
+                    scorer.score_online(
+                        ids[start : start + chunk],
+                        online.features,
+                        online.known,
+                        online.stale_days,
+                        online.feature_time,
+                    )
+        self.warmed = {name: len(s.answers) for name, s in champions.scorers.items()}
+        logger.info("answers ready before any request: %s", self.warmed)
+        return self.warmed
+
+    def warm_in_background(self) -> None:
+        def run() -> None:
+            try:
+                self.warm()
+            except Exception:
+                logger.warning("could not compute answers ahead; they are computed on request")
+
+        threading.Thread(target=run, name="answer-warmup", daemon=True).start()
+
+    def status(self) -> dict[str, Any]:
+        """What is served: versions, answers kept, tasks not served and why."""
+        champions = self.champions
+        return {
+            "served": {
+                name: {
+                    "model": s.model.name,
+                    "version": s.model.version,
+                    "feature_service": s.model.feature_service,
+                    "answers_kept": len(s.answers),
+                }
+                for name, s in champions.scorers.items()
+            },
+            "unavailable": champions.unavailable,
+            "warmed": bool(self.warmed),
+        }
+
+    def reload_if_promoted(self) -> bool:
+        """Swap to the registry's champions if any moved; True when it did."""
+        moved = {
+            name: version
+            for name, task in TASKS.items()
+            if (version := champion_version(self.settings, task))
+            != self.champions.versions.get(name)
+        }
+        if not moved:
+            return False
+        champions = load_champions(self.settings, self._store)
+        with self._lock:
+            self.champions = champions
+            self.warmed = {}
+        logger.info("champions moved (%s): now serving %s", moved, champions.versions)
+        self.warm_in_background()
+        return True
+
+    def watch(self) -> None:
+        """Check for promotions every :data:`RELOAD_SECONDS` in a daemon thread."""
+
+        def run() -> None:
+            while not self._stop.wait(RELOAD_SECONDS):
+                try:
+                    self.reload_if_promoted()
+                except Exception:  # the registry may be briefly unreachable
+                    logger.warning("could not check the registry for new champions")
+
+        self._watcher = threading.Thread(target=run, name="champion-watch", daemon=True)
+        self._watcher.start()
+
+    def ready(self) -> bool:
+        """Whether every feature source answers a read (of an id no one has)."""
+        sources = {id(s.source): s.source for s in self.current().scorers.values()}
+        try:
+            for source in sources.values():
+                source.reader.read(["readiness-probe"])
+        except Exception:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._stop.set()
+        self.log.close()
+
+    # -- answers -----------------------------------------------------------------------
+
+    def served(self, tasks: Sequence[str] | None) -> tuple[list[TaskScorer], dict[str, str]]:
+        """The scorers of ``tasks`` (every served task by default) and, for tasks asked
+        for without a champion, why not."""
+        champions = self.current()
+        names = list(tasks) if tasks else list(champions.scorers)
+        unknown = [n for n in names if n not in TASKS]
+        if unknown:
+            raise KeyError(unknown[0])
+        scorers = [champions.scorers[n] for n in names if n in champions.scorers]
+        missing = {n: champions.unavailable[n] for n in names if n not in champions.scorers}
+        return scorers, missing
+
+    def answers(self, scorers: Sequence[TaskScorer], ids: Sequence[str]) -> dict[str, list[dict]]:
+        """Per task, one answer per id in order: kept answers where they are, one online
+        read per feature source for the rest; every answer logged."""
+        out: dict[str, list[dict]] = {}
+        by_source: dict[int, list[TaskScorer]] = {}
+        for scorer in scorers:
+            by_source.setdefault(id(scorer.source), []).append(scorer)
+        for group in by_source.values():
+            source = group[0].source
+            store_ids = source.door.store_ids(ids)
+            missing = sorted({sid for sid in store_ids if any(sid not in s.answers for s in group)})
+            fresh: dict[str, dict[str, dict]] = {}
+            if missing:
+                try:
+                    online = source.reader.read(missing)
+                except Exception as why:  # sqlite locked or gone, Redis down: not the client
+                    raise StoreUnavailable(f"the online store did not answer: {why}") from None
+                for scorer in group:
+                    fresh[scorer.name] = scorer.score_online(
+                        missing,
+                        online.features,
+                        online.known,
+                        online.stale_days,
+                        online.feature_time,
+                    )
+            for scorer in group:
+                new = fresh.get(scorer.name, {})
+                given = [new.get(sid) or scorer.answers[sid] for sid in store_ids]
+                out[scorer.name] = given
+                self.log.append(scorer.name, log_records(store_ids, given, "online"))
+        return out
+
+    def score_features(self, scorer: TaskScorer, rows: pd.DataFrame) -> list[dict[str, Any]]:
+        """Answers for feature rows given in the request (no store, nothing kept)."""
+        model = scorer.model
+        table = model.record.labelled_table
+        if table is not None:
+            raise LookupError(
+                f"{scorer.name}'s champion learned from labelled table {table}: score its "
+                f"customers by id at /v1/{scorer.name}"
+            )
+        frame = rows.reindex(columns=model.feature_names)
+        warnings = feature_warnings(scorer, frame)
+        answers = [
+            answer_of(model, score, w) | {"feature_timestamp": None}
+            for score, w in zip(score_rows(model, frame), warnings, strict=True)
+        ]
+        records = log_records([None] * len(answers), answers, "features")
+        for record, values in zip(records, frame.to_dict("records"), strict=True):
+            record["features"] = json.dumps(
+                {k: v for k, v in values.items() if v is not None and v == v}
+            )
+        self.log.append(scorer.name, records)
+        return answers
+
+
+def feature_warnings(scorer: TaskScorer, frame: pd.DataFrame) -> list[list[str]]:
+    """What a caller should know about feature rows it sent: features it left out (the
+    model reads them as unknown), values outside what the model saw in training, and
+    rows outside the trained population."""
+    model = scorer.model
+    numbers = frame.select_dtypes("number")
+    given = frame.notna().to_numpy()
+    low, high = model.training_ranges
+    inside = model.task.population(frame)
+    out = []
+    for i in range(len(frame)):
+        warnings = []
+        left_out = int((~given[i]).sum())
+        if left_out:
+            warnings.append(
+                f"missing_features: {left_out} of the model's {frame.shape[1]} features not "
+                "given; the model reads them as unknown"
+            )
+        beyond = [
+            name
+            for name in numbers.columns
+            if name in low and (numbers.at[i, name] < low[name] or numbers.at[i, name] > high[name])
+        ]
+        if beyond:
+            warnings.append(f"out_of_range: {', '.join(beyond)} outside the training range")
+        if not inside[i]:
+            warnings.append(outside_population(model.task.population_rule))
+        out.append(warnings)
+    return out
