@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(3000, ge=1, le=65535)
+    champion_check_seconds: float = Field(
+        5.0, ge=0, description="How often the service looks for moved champions (0: never)."
+    )
+    prediction_log_days: int = Field(90, ge=1, description="Days of prediction log kept.")
 
     @property
     def raw_dir(self) -> Path:

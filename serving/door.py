@@ -1,6 +1,7 @@
 """The door: applications send their own customer ids; the stores hold ingest's pseudonyms.
 
-An id is pseudonymized here exactly as ingest did (the home's key, kind ``customer``), so
+An id is pseudonymized here exactly as ingest did (the home's key, kind ``customer``) and
+mapped onto the customer identity resolution linked it to (``identity/links.parquet``), so
 an application never needs custlab's pseudonyms, and nothing past the door (the online
 store, the prediction log) sees the id it sent.
 """
@@ -8,7 +9,9 @@ store, the prediction log) sees the id it sent.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import pandas as pd
 
 from custlab.settings import Settings
 from features.errors import CustlabError
@@ -22,11 +25,14 @@ class Door:
     (a simulated world's synthetic ids)."""
 
     key: bytes | None
+    # Pseudonyms identity resolution folded into another customer (only those differ).
+    linked: dict[str, str] = field(default_factory=dict)
 
     def store_ids(self, ids: Sequence[str]) -> list[str]:
         if self.key is None:
             return list(ids)
-        return [pseudonym(i, self.key, "customer") for i in ids]
+        pseudonyms = (pseudonym(i, self.key, "customer") for i in ids)
+        return [self.linked.get(p, p) for p in pseudonyms]
 
 
 def door_for(settings: Settings, labelled: bool) -> Door:
@@ -44,4 +50,10 @@ def door_for(settings: Settings, labelled: bool) -> Door:
             "the feature store holds pseudonymized ids, but the key ingest used is not "
             "here: set CUSTLAB_PSEUDONYM_KEY (or keep <home>/secrets/pseudonym.key)"
         )
-    return Door(key)
+    links_path = settings.home / "identity" / "links.parquet"
+    linked: dict[str, str] = {}
+    if not labelled and links_path.exists():
+        links = pd.read_parquet(links_path, columns=["kind", "identifier", "customer_id"])
+        moved = links[(links["kind"] == "customer") & (links["identifier"] != links["customer_id"])]
+        linked = dict(zip(moved["identifier"], moved["customer_id"], strict=True))
+    return Door(key, linked)

@@ -6,7 +6,7 @@ those change only at a materialization or a promotion. So an answer is computed 
 per customer and kept until either changes: a materialization changes the Feast
 registry and the online store's file (checked on every request: two ``stat`` calls),
 a promotion moves ``@champion`` in the registry (checked every
-:data:`RELOAD_SECONDS` off the request path; the service then loads the new champion and
+``champion_check_seconds``, 5 by default, off the request path; the service then loads the new champion and
 swaps to it whole, so a request sees the old models or the new ones, never a mix).
 """
 
@@ -42,7 +42,6 @@ UNKNOWN_CUSTOMER = "unknown_customer: no features in the online store; not score
 # Answers kept per task; past it the oldest go first, so memory stays bounded whatever
 # ids clients send (unknown customers are never kept).
 CACHE_ENTRIES = 100_000
-RELOAD_SECONDS = 5.0
 
 
 class StoreUnavailable(CustlabError):
@@ -220,7 +219,9 @@ class Scoring:
 
     def __init__(self, settings: Settings, log: PredictionLog | None = None) -> None:
         self.settings = settings
-        self.log = log or PredictionLog(settings.prediction_log_dir)
+        self.log = log or PredictionLog(
+            settings.prediction_log_dir, retention_days=settings.prediction_log_days
+        )
         self._store = open_store(settings)
         self._lock = threading.Lock()
         self.champions = load_champions(settings, self._store)
@@ -340,10 +341,13 @@ class Scoring:
         return True
 
     def watch(self) -> None:
-        """Check for promotions every :data:`RELOAD_SECONDS` in a daemon thread."""
+        """Check for promotions every ``champion_check_seconds`` in a daemon thread."""
+        every = self.settings.champion_check_seconds
+        if not every:
+            return
 
         def run() -> None:
-            while not self._stop.wait(RELOAD_SECONDS):
+            while not self._stop.wait(every):
                 try:
                     self.reload_if_promoted()
                 except Exception:  # the registry may be briefly unreachable

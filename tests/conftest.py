@@ -37,6 +37,10 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("custlab-home")
     with pytest.MonkeyPatch.context() as environment:
         environment.setenv("CUSTLAB_HOME", str(home))
+        # The service's champion watch would load models (and point MLflow's process-wide
+        # tracking URI at this home) from a thread while other tests use other homes;
+        # tests/serving/test_swap.py drives the same reload by hand.
+        environment.setenv("CUSTLAB_CHAMPION_CHECK_SECONDS", "0")
         pipeline.quiet_libraries()
         pipeline.demo(Settings(), DEMO_WORLD, DEMO_TUNING)
         yield home

@@ -177,11 +177,14 @@ def test_answers_are_kept_until_the_online_features_change(client, demo_home, ac
     store = open_store(settings)
     view = store.get_feature_view("customer_orders")
     row = read_features(settings, dates=[latest_as_of(settings)])
-    row = row[row["customer_id"] == customer].copy()
-    row["recency_days"] = 300.0
-    row["orders_52w"] = 1.0
-    store._get_provider().online_store.write_frame(store.config, view, row)
-    after = client.post("/v1/churn", json={"customer_ids": [customer]}).json()
+    original = row[row["customer_id"] == customer]
+    changed = original.assign(recency_days=300.0, orders_52w=1.0)
+    online = store._get_provider().online_store
+    online.write_frame(store.config, view, changed)
+    try:
+        after = client.post("/v1/churn", json={"customer_ids": [customer]}).json()
+    finally:  # the home is the session's
+        online.write_frame(store.config, view, original)
     assert scoring.current().scorers["churn"] is not scorer
     assert after["predictions"][0]["score"] != before["predictions"][0]["score"]
     values = {r["feature"]: r["value"] for r in after["predictions"][0]["reasons"]}
