@@ -2,12 +2,13 @@
 features, the answers already given, and the checks that say when they are out of date.
 
 An answer depends on nothing but the customer's online features and the champion, and
-those change only at a materialization or a promotion. So an answer is computed once
-per customer and kept until either changes: a materialization changes the Feast
-registry and the online store's file (checked on every request: two ``stat`` calls),
-a promotion moves ``@champion`` in the registry (checked every
-``champion_check_seconds``, 5 by default, off the request path; the service then loads the new champion and
-swaps to it whole, so a request sees the old models or the new ones, never a mix).
+those change only at a materialization or a promotion. So an answer is computed once per
+customer (ahead of requests, for the online store's customers) and kept until either
+changes: a materialization changes the Feast registry and the online store's file
+(checked on every request: two ``stat`` calls); a promotion moves ``@champion`` in the
+registry (checked every ``champion_check_seconds`` off the request path; the service then
+loads the new champion and swaps to it whole, so a request sees the old models or the new
+ones, never a mix).
 """
 
 from __future__ import annotations
