@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(3000, ge=1, le=65535)
+    api_keys: SecretStr | None = Field(
+        None, description="Service API keys, name:scope[+scope]:secret, comma-separated."
+    )
+    api_keys_file: Path | None = Field(None, description="A file of API keys, one a line.")
     champion_check_seconds: float = Field(
         5.0, ge=0, description="How often the service looks for moved champions (0: never)."
     )
@@ -78,3 +82,7 @@ class Settings(BaseSettings):
     @property
     def prediction_log_dir(self) -> Path:
         return self.home / "predictions"
+
+    @property
+    def audit_log_dir(self) -> Path:
+        return self.home / "audit"

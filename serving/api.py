@@ -25,6 +25,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from custlab.settings import Settings
+from serving.keys import ApiKeys, load_keys
 from serving.schemas import (
     MAX_BODY_BYTES,
     BatchRequest,
@@ -43,6 +45,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
     for status, text in (
         (400, "Invalid request: the fields and what is wrong with each."),
+        (401, "No API key, or one that is not configured."),
+        (403, "The key lacks the route's scope."),
         (404, "No such route or task."),
         (413, "Body larger than the limit."),
         (415, "Not a JSON body."),
@@ -106,6 +110,43 @@ class Guard:
         await self.app(scope, counted, send)
 
 
+class Authorize:
+    """Lets a request through only with a key of the scope its route needs: ``admin``
+    for the service's state, ``scoring`` for every other ``/v1`` route but the OpenAPI
+    document. No keys configured: everything is open. The caller's name goes to the
+    request's state for the audit log."""
+
+    def __init__(self, app: ASGIApp, keys: ApiKeys) -> None:
+        self.app = app
+        self.keys = keys
+
+    @staticmethod
+    def needed(path: str) -> str | None:
+        if path in ("/v1/status", "/v1/metrics"):
+            return "admin"
+        if path.startswith("/v1/") and path != "/v1/openapi.json":
+            return "scoring"
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.keys.open or not (need := self.needed(scope["path"])):
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        bearer = headers.get(b"authorization", b"").decode("latin-1")
+        secret = bearer[7:] if bearer[:7].lower() == "bearer " else None
+        secret = secret or headers.get(b"x-api-key", b"").decode("latin-1") or None
+        caller = self.keys.caller(secret)
+        if caller is None:
+            refusal = error(401, "send an API key: Authorization: Bearer <key> or X-API-Key")
+        elif need not in caller.scopes:
+            refusal = error(403, f"this key has no {need} scope")
+        else:
+            scope.setdefault("state", {})["caller"] = caller.name
+            return await self.app(scope, receive, send)
+        logger.info("%s %s", refusal.status_code, scope["path"])
+        await refusal(scope, receive, send)
+
+
 class Measure:
     """Counts and times answers by route template ("unmatched" for any unknown path)."""
 
@@ -146,8 +187,9 @@ def _field(location: tuple[Any, ...], kind: str) -> str:
     return ".".join(parts) or "body"
 
 
-def build_app() -> FastAPI:
-    """The API; ``app.state.scoring`` must be set before the first request."""
+def build_app(keys: ApiKeys | None = None) -> FastAPI:
+    """The API; ``app.state.scoring`` must be set before the first request. ``keys``:
+    who may call it (default: the settings' keys)."""
     app = FastAPI(
         title="custlab",
         version=version("custlab"),
@@ -159,6 +201,9 @@ def build_app() -> FastAPI:
     )
     registry = CollectorRegistry()
     app.add_middleware(Guard)
+    keys = keys if keys is not None else load_keys(Settings())
+    app.state.open = keys.open
+    app.add_middleware(Authorize, keys=keys)
     app.add_middleware(Measure, registry=registry)
 
     @app.exception_handler(RequestValidationError)
@@ -202,7 +247,7 @@ def build_app() -> FastAPI:
             raise HTTPException(
                 503, "no task asked for has a champion: " + "; ".join(unavailable.values())
             )
-        answers = scoring(request).answers(scorers, body.customer_ids)
+        answers = scoring(request).answers(scorers, body.customer_ids, *_who(request))
         customers = [
             {"customer_id": cid, "scores": {name: given[i] for name, given in answers.items()}}
             for i, cid in enumerate(body.customer_ids)
@@ -217,7 +262,7 @@ def build_app() -> FastAPI:
             if not scorers:
                 raise HTTPException(503, f"{task} is not served: {unavailable[task]}")
             (scorer,) = scorers
-            given = scoring(request).answers(scorers, body.customer_ids)[task]
+            given = scoring(request).answers(scorers, body.customer_ids, *_who(request))[task]
             return _task_response(scorer, body.customer_ids, given)
 
         async def by_features(body: FeaturesRequest, request: Request) -> Response:
@@ -233,7 +278,7 @@ def build_app() -> FastAPI:
                 fields = [{"field": f"rows.{i}", "problem": "no feature values"} for i in empty]
                 return error(400, "a row must give at least one feature value", fields)
             try:
-                given = scoring(request).score_features(scorer, rows)
+                given = scoring(request).score_features(scorer, rows, *_who(request))
             except LookupError as why:
                 raise HTTPException(404, str(why)) from None
             return _task_response(scorer, [None] * len(given), given)
@@ -273,6 +318,11 @@ def build_app() -> FastAPI:
         return error(404, "no such route; the API is described at /v1/openapi.json")
 
     return app
+
+
+def _who(request: Request) -> tuple[str | None, str]:
+    """The caller's key name (None when the API is open) and the route, for the audit."""
+    return getattr(request.state, "caller", None), request.scope["route"].path
 
 
 def _task_response(scorer: Any, ids: list[str | None], given: list[dict]) -> Response:

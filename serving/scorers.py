@@ -43,6 +43,7 @@ UNKNOWN_CUSTOMER = "unknown_customer: no features in the online store; not score
 # Answers kept per task; past it the oldest go first, so memory stays bounded whatever
 # ids clients send (unknown customers are never kept).
 CACHE_ENTRIES = 100_000
+AUDIT_DAYS = 400
 
 
 class StoreUnavailable(CustlabError):
@@ -150,12 +151,13 @@ class TaskScorer:
 
 
 def log_records(
-    store_ids: Sequence[str | None], answers: Iterable[dict], source: str
+    store_ids: Sequence[str | None], answers: Iterable[dict], source: str, caller: str | None
 ) -> list[dict[str, Any]]:
     return [
         {
             "customer_id": sid,
             "source": source,
+            "caller": caller or "open",
             "model_version": answer["model_version"],
             "score": answer["score"],
             "tier": answer["tier"],
@@ -223,6 +225,8 @@ class Scoring:
         self.log = log or PredictionLog(
             settings.prediction_log_dir, retention_days=settings.prediction_log_days
         )
+        # Who called what, with which model versions, about which (pseudonymized) ids.
+        self.audit = PredictionLog(settings.audit_log_dir, retention_days=AUDIT_DAYS)
         self._store = open_store(settings)
         self._lock = threading.Lock()
         self.champions = load_champions(settings, self._store)
@@ -370,6 +374,7 @@ class Scoring:
     def close(self) -> None:
         self._stop.set()
         self.log.close()
+        self.audit.close()
 
     # -- answers -----------------------------------------------------------------------
 
@@ -385,10 +390,17 @@ class Scoring:
         missing = {n: champions.unavailable[n] for n in names if n not in champions.scorers}
         return scorers, missing
 
-    def answers(self, scorers: Sequence[TaskScorer], ids: Sequence[str]) -> dict[str, list[dict]]:
+    def answers(
+        self,
+        scorers: Sequence[TaskScorer],
+        ids: Sequence[str],
+        caller: str | None = None,
+        route: str = "",
+    ) -> dict[str, list[dict]]:
         """Per task, one answer per id in order: kept answers where they are, one online
-        read per feature source for the rest; every answer logged."""
+        read per feature source for the rest; every answer logged, the request audited."""
         out: dict[str, list[dict]] = {}
+        audited: list[str] = []
         by_source: dict[int, list[TaskScorer]] = {}
         for scorer in scorers:
             by_source.setdefault(id(scorer.source), []).append(scorer)
@@ -414,10 +426,31 @@ class Scoring:
                 new = fresh.get(scorer.name, {})
                 given = [new.get(sid) or scorer.answers[sid] for sid in store_ids]
                 out[scorer.name] = given
-                self.log.append(scorer.name, log_records(store_ids, given, "online"))
+                self.log.append(scorer.name, log_records(store_ids, given, "online", caller))
+            audited += store_ids
+        self.record_call(caller, route, scorers, sorted(set(audited)))
         return out
 
-    def score_features(self, scorer: TaskScorer, rows: pd.DataFrame) -> list[dict[str, Any]]:
+    def record_call(
+        self, caller: str | None, route: str, scorers: Sequence[TaskScorer], store_ids: list
+    ) -> None:
+        versions = {s.name: s.model.version for s in scorers}
+        self.audit.append(
+            "calls",
+            [
+                {
+                    "caller": caller or "open",
+                    "route": route,
+                    "versions": json.dumps(versions),
+                    "customers": len(store_ids),
+                    "customer_ids": store_ids,
+                }
+            ],
+        )
+
+    def score_features(
+        self, scorer: TaskScorer, rows: pd.DataFrame, caller: str | None = None, route: str = ""
+    ) -> list[dict[str, Any]]:
         """Answers for feature rows given in the request (no store, nothing kept)."""
         model = scorer.model
         table = model.record.labelled_table
@@ -432,7 +465,8 @@ class Scoring:
             answer_of(model, score, w) | {"feature_timestamp": None}
             for score, w in zip(score_rows(model, frame), warnings, strict=True)
         ]
-        records = log_records([None] * len(answers), answers, "features")
+        records = log_records([None] * len(answers), answers, "features", caller)
+        self.record_call(caller, route, [scorer], [])
         for record, values in zip(records, frame.to_dict("records"), strict=True):
             record["features"] = json.dumps(
                 {k: v for k, v in values.items() if v is not None and v == v}

@@ -53,6 +53,8 @@ class CustomerScoring:
             raise CustlabError("no task has a champion to serve; train one (custlab train)")
         for name, version in champions.versions.items():
             logger.info("serving %s v%s", name, version)
+        if api.state.open:
+            logger.warning("no API keys configured (CUSTLAB_API_KEYS): every route is open")
         api.state.scoring = self.scoring
         self.scoring.watch()
         self.scoring.warm_in_background()

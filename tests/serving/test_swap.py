@@ -48,7 +48,7 @@ def test_champion_moves_under_load_without_a_failed_request(demo_home):
         promote_by_hand("custlab-churn", second.version, "swap test")
         assert scoring.reload_if_promoted()
         for _ in range(50):  # answers after the swap
-            if seen.count(second.version) >= 5:
+            if seen.count(str(second.version)) >= 5:
                 break
             threading.Event().wait(0.1)
     finally:
@@ -59,6 +59,7 @@ def test_champion_moves_under_load_without_a_failed_request(demo_home):
         registry.delete_model_version("custlab-churn", second.version)
         scoring.close()
     assert failures == []
-    assert seen[0] == first.version and seen[-1] == second.version
+    old, new = str(first.version), str(second.version)
+    assert seen[0] == old and seen[-1] == new
     # Every request saw one version whole; once the new one answered, the old never did.
-    assert first.version not in seen[seen.index(second.version) :]
+    assert old not in seen[seen.index(new) :]
