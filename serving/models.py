@@ -29,15 +29,18 @@ def load_champion_model(settings: Settings, task: TaskSpec) -> LoadedModel:
     return LoadedModel(task=task, version=str(version), booster=booster, record=record)
 
 
-def champion_version(settings: Settings, task: TaskSpec) -> str | None:
-    """The version holding ``@champion`` now, None when there is none (one registry
-    read, with a client of its own: the service asks every few seconds from a thread,
-    and must not move the process's tracking URI)."""
+def registry_client(settings: Settings) -> MlflowClient:
+    """A registry client of its own (the service asks it from a thread every few
+    seconds, and must neither move the process's tracking URI nor build a store per
+    question)."""
     uri = settings.mlflow_tracking_uri
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def champion_version(client: MlflowClient, task: TaskSpec) -> str | None:
+    """The version holding ``@champion`` now, None when there is none."""
     try:
-        found = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(
-            task.registered_model, CHAMPION
-        )
+        found = client.get_model_version_by_alias(task.registered_model, CHAMPION)
     except MlflowException:
         return None
     return str(found.version)

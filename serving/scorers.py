@@ -14,6 +14,7 @@ ones, never a mix).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -32,8 +33,8 @@ from custlab.settings import Settings
 from features.errors import CustlabError
 from features.store import OnlineReader, feature_refs, open_store
 from serving.door import Door, door_for
-from serving.models import champion_version, load_champion_model
-from serving.predictions import PredictionLog
+from serving.models import champion_version, load_champion_model, registry_client
+from serving.predictions import CALLS, PredictionLog
 from serving.scoring import LoadedModel, Score, score_rows
 from training.tasks import TASKS
 
@@ -226,12 +227,13 @@ class Scoring:
             settings.prediction_log_dir, retention_days=settings.prediction_log_days
         )
         # Who called what, with which model versions, about which (pseudonymized) ids.
-        self.audit = PredictionLog(settings.audit_log_dir, retention_days=AUDIT_DAYS)
+        self.audit = PredictionLog(settings.audit_log_dir, AUDIT_DAYS, schema=CALLS)
         self._store = open_store(settings)
         self._lock = threading.Lock()
         self.champions = load_champions(settings, self._store)
         self._files = self._feature_files()
         self._generation = self._file_stamps()
+        self._registry = registry_client(settings)
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self.warmed: dict[str, int] = {}
@@ -283,6 +285,7 @@ class Scoring:
         groups: dict[int, list[TaskScorer]] = {}
         for scorer in champions.scorers.values():
             groups.setdefault(id(scorer.source), []).append(scorer)
+        gc.unfreeze()  # the answers of the models or features before may be collected now
         for group in groups.values():
             ids = group[0].source.reader.customers(CACHE_ENTRIES) or []
             for start in range(0, len(ids), chunk):
@@ -297,6 +300,9 @@ class Scoring:
                         online.stale_days,
                         online.feature_time,
                     )
+                # Kept answers live until the next change: frozen, the collector's full
+                # passes stop walking them as the kept set grows.
+                gc.freeze()
         self.warmed = {name: len(s.answers) for name, s in champions.scorers.items()}
         logger.info("answers ready before any request: %s", self.warmed)
         return self.warmed
@@ -332,7 +338,7 @@ class Scoring:
         moved = {
             name: version
             for name, task in TASKS.items()
-            if (version := champion_version(self.settings, task))
+            if (version := champion_version(self._registry, task))
             != self.champions.versions.get(name)
         }
         if not moved:
@@ -407,7 +413,16 @@ class Scoring:
         for group in by_source.values():
             source = group[0].source
             store_ids = source.door.store_ids(ids)
-            missing = sorted({sid for sid in store_ids if any(sid not in s.answers for s in group)})
+            # Taken once: the warm-up thread may evict answers meanwhile.
+            kept = {s.name: [s.answers.get(sid) for sid in store_ids] for s in group}
+            missing = sorted(
+                {
+                    sid
+                    for given in kept.values()
+                    for sid, a in zip(store_ids, given, strict=True)
+                    if a is None
+                }
+            )
             fresh: dict[str, dict[str, dict]] = {}
             if missing:
                 try:
@@ -424,7 +439,10 @@ class Scoring:
                     )
             for scorer in group:
                 new = fresh.get(scorer.name, {})
-                given = [new.get(sid) or scorer.answers[sid] for sid in store_ids]
+                given = [
+                    a if a is not None else new[sid]
+                    for sid, a in zip(store_ids, kept[scorer.name], strict=True)
+                ]
                 out[scorer.name] = given
                 self.log.append(scorer.name, log_records(store_ids, given, "online", caller))
             audited += store_ids
