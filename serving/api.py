@@ -55,6 +55,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 CODES = {
     400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "body_too_large",

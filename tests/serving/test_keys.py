@@ -21,7 +21,7 @@ KEYS = f"{SCORER}:scoring:{SCORING_SECRET}, ops:admin+scoring:{ADMIN_SECRET}"
     ("text", "message"),
     [
         ("frontend:scoring", "not name:scope"),
-        ("frontend:write:0123456789abcdef", "unknown scope(s) write"),
+        ("frontend:write:0123456789abcdef", r"unknown scope\(s\) write"),
         ("frontend:scoring:short", "shorter than 16"),
         ("a:scoring:0123456789abcdef,a:admin:0123456789abcdeg", "given twice"),
     ],
