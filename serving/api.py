@@ -259,19 +259,19 @@ def build_app(keys: ApiKeys | None = None) -> FastAPI:
     def task_routes(task: str) -> None:
         description = TASKS[task].description
 
-        async def by_id(body: ScoreRequest, request: Request) -> Response:
+        def served(request: Request) -> Any:
             scorers, unavailable = scoring(request).served([task])
             if not scorers:
                 raise HTTPException(503, f"{task} is not served: {unavailable[task]}")
-            (scorer,) = scorers
-            given = scoring(request).answers(scorers, body.customer_ids, *_who(request))[task]
+            return scorers[0]
+
+        async def by_id(body: ScoreRequest, request: Request) -> Response:
+            scorer = served(request)
+            given = scoring(request).answers([scorer], body.customer_ids, *_who(request))[task]
             return _task_response(scorer, body.customer_ids, given)
 
         async def by_features(body: FeaturesRequest, request: Request) -> Response:
-            scorers, unavailable = scoring(request).served([task])
-            if not scorers:
-                raise HTTPException(503, f"{task} is not served: {unavailable[task]}")
-            (scorer,) = scorers
+            scorer = served(request)
             rows = pd.DataFrame([row.model_dump() for row in body.rows])
             empty = [
                 str(i) for i, row in enumerate(body.rows) if not row.model_dump(exclude_none=True)

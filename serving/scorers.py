@@ -25,13 +25,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
 from custlab.settings import Settings
 from features.errors import CustlabError
-from features.store import OnlineReader, feature_refs, open_store
+from features.store import OnlineReader, OnlineRows, feature_refs, open_store
 from serving.door import Door, door_for
 from serving.models import champion_version, load_champion_model, registry_client
 from serving.predictions import CALLS, PredictionLog
@@ -112,17 +111,11 @@ class TaskScorer:
     def name(self) -> str:
         return self.model.task.name
 
-    def score_online(
-        self,
-        store_ids: Sequence[str],
-        rows: pd.DataFrame,
-        known: np.ndarray,
-        stale_days: np.ndarray,
-        feature_time: np.ndarray,
-    ) -> dict[str, dict]:
+    def score_online(self, store_ids: Sequence[str], online: OnlineRows) -> dict[str, dict]:
         """Answers for customers just read from the online store; known ones are kept."""
         task = self.model.task
-        features = rows[self.model.feature_names]
+        known, stale_days, feature_time = online.known, online.stale_days, online.feature_time
+        features = online.features[self.model.feature_names]
         scores = iter(score_rows(self.model, features[known]) if known.any() else [])
         inside = task.population(features)
         out: dict[str, dict[str, Any]] = {}
@@ -167,6 +160,14 @@ def log_records(
         }
         for sid, answer in zip(store_ids, answers, strict=True)
     ]
+
+
+def by_source(scorers: Iterable[TaskScorer]) -> list[list[TaskScorer]]:
+    """Scorers grouped by the feature source they share: one online read a group."""
+    groups: dict[int, list[TaskScorer]] = {}
+    for scorer in scorers:
+        groups.setdefault(id(scorer.source), []).append(scorer)
+    return list(groups.values())
 
 
 @dataclass(frozen=True)
@@ -282,24 +283,16 @@ class Scoring:
         :data:`CACHE_ENTRIES`) before anyone asks; stops early when the features or the
         champions change meanwhile. Returns answers kept per task."""
         champions = self.champions
-        groups: dict[int, list[TaskScorer]] = {}
-        for scorer in champions.scorers.values():
-            groups.setdefault(id(scorer.source), []).append(scorer)
+        groups = by_source(champions.scorers.values())
         gc.unfreeze()  # the answers of the models or features before may be collected now
-        for group in groups.values():
+        for group in groups:
             ids = group[0].source.reader.customers(CACHE_ENTRIES) or []
             for start in range(0, len(ids), chunk):
                 if self._stop.is_set() or self.champions is not champions:
                     return self.warmed
                 online = group[0].source.reader.read(ids[start : start + chunk])
                 for scorer in group:
-                    scorer.score_online(
-                        ids[start : start + chunk],
-                        online.features,
-                        online.known,
-                        online.stale_days,
-                        online.feature_time,
-                    )
+                    scorer.score_online(ids[start : start + chunk], online)
                 # Kept answers live until the next change: frozen, the collector's full
                 # passes stop walking them as the kept set grows.
                 gc.freeze()
@@ -407,10 +400,7 @@ class Scoring:
         read per feature source for the rest; every answer logged, the request audited."""
         out: dict[str, list[dict]] = {}
         audited: list[str] = []
-        by_source: dict[int, list[TaskScorer]] = {}
-        for scorer in scorers:
-            by_source.setdefault(id(scorer.source), []).append(scorer)
-        for group in by_source.values():
+        for group in by_source(scorers):
             source = group[0].source
             store_ids = source.door.store_ids(ids)
             # Taken once: the warm-up thread may evict answers meanwhile.
@@ -430,13 +420,7 @@ class Scoring:
                 except Exception as why:  # sqlite locked or gone, Redis down: not the client
                     raise StoreUnavailable(f"the online store did not answer: {why}") from None
                 for scorer in group:
-                    fresh[scorer.name] = scorer.score_online(
-                        missing,
-                        online.features,
-                        online.known,
-                        online.stale_days,
-                        online.feature_time,
-                    )
+                    fresh[scorer.name] = scorer.score_online(missing, online)
             for scorer in group:
                 new = fresh.get(scorer.name, {})
                 given = [
