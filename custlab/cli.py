@@ -245,6 +245,17 @@ def serve(
 
 
 @app.command()
+def build() -> None:
+    """Package every champion and the service into a Bento (BentoML's store, BENTOML_HOME);
+    prints its tag, to serve with bentoml serve TAG."""
+    # BentoML's usage tracking stays off: nothing leaves the machine.
+    os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+    from serving.bento import build_bento
+
+    typer.echo(_run(build_bento, _settings()).tag)
+
+
+@app.command()
 def demo(
     customers: Customers = 30_000,
     weeks: Weeks = 104,

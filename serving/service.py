@@ -2,8 +2,11 @@
 (serving/api.py), whose routes are under ``/v1``; BentoML runs the server, its worker and
 the health routes (``/livez``, ``/readyz``, ahead of the API's).
 
-Run it with ``custlab serve`` (which checks the registry first) or
-``bentoml serve serving.service:CustomerScoring``.
+Run it from source with ``custlab serve`` (which checks the registry first) or
+``bentoml serve serving.service:CustomerScoring``: it loads the registry's champions and
+watches for promotions. Built into a Bento (``custlab build``, serving/bento.py) and run
+with ``bentoml serve <tag>``, it serves the champions the Bento packages and never
+contacts MLflow.
 
 Three of BentoML's per-request defaults are turned off for the API, each measured with
 ``wrk`` on this 2-core machine against a bare endpoint: its Prometheus middleware labels
@@ -23,6 +26,7 @@ import bentoml
 from custlab.settings import Settings
 from features.errors import CustlabError
 from serving.api import build_app
+from serving.bento import PackagedScoring
 from serving.scorers import Scoring
 
 logger = logging.getLogger(__name__)
@@ -45,7 +49,9 @@ class CustomerScoring:
 
     def __init__(self) -> None:
         settings = Settings()
-        self.scoring = Scoring(settings)
+        # BentoML sets the Bento when it serves a built one.
+        bento = CustomerScoring.bento
+        self.scoring = Scoring(settings) if bento is None else PackagedScoring(settings, bento)
         champions = self.scoring.champions
         for name, why in champions.unavailable.items():
             logger.warning("not serving %s: %s", name, why)
@@ -53,6 +59,8 @@ class CustomerScoring:
             raise CustlabError("no task has a champion to serve; train one (custlab train)")
         for name, version in champions.versions.items():
             logger.info("serving %s v%s", name, version)
+        if bento is not None:
+            logger.info("models from Bento %s; MLflow is not contacted", bento.tag)
         if api.state.open:
             logger.warning("no API keys configured (CUSTLAB_API_KEYS): every route is open")
         api.state.scoring = self.scoring
