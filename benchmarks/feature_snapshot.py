@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.processes import ROOT, run_child
 
 
 def _prepare(raw: Path, customers: int, weeks: int, seed: int) -> None:
@@ -75,16 +74,9 @@ def snapshot_scale(home: Path, customers: int, weeks: int = 104, seed: int = 7) 
     """
     raw = home / f"raw-{customers}-{weeks}-{seed}"
     _prepare(raw, customers, weeks, seed)
-    command = [sys.executable, "-m", "benchmarks.feature_snapshot", "--child", str(raw)]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    output = process.stdout.read()
-    process.stdout.close()
-    _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"snapshot child exited with {os.waitstatus_to_exitcode(status)}")
-    measured = json.loads(output.strip().splitlines()[-1])
-    return measured | {"peak_rss_gb": round(usage.ru_maxrss / 1024**2, 2)}
+    child = run_child([sys.executable, "-m", "benchmarks.feature_snapshot", "--child", str(raw)])
+    measured = json.loads(child.output.strip().splitlines()[-1])
+    return measured | {"peak_rss_gb": child.peak_rss_gb}
 
 
 def main() -> None:

@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import platform
-import shutil
 import signal
 import socket
 import statistics
@@ -32,6 +31,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
+from benchmarks.homes import trained_home
 from benchmarks.wrk import WrkResult, ensure_wrk, run_wrk, write_script
 from serving.launch import serve_command
 
@@ -130,36 +130,6 @@ def _stop(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def _prepare_home(home: Path, customers: int) -> dict[str, bool]:
-    """A home at the requested scale with a model of every task, trained as the demo
-    trains (its sparse split, 2 trials, at most 500 rounds). A home whose build finished
-    (its ``ready.json`` written last) is reused; an unfinished one is built afresh.
-
-    Returns:
-        Per task, whether its model was promoted to champion.
-    """
-    from custlab import pipeline
-    from custlab.settings import Settings
-    from features.simulate import WorldSpec
-    from training.tune import TuneSpec
-
-    ready = home / "ready.json"
-    if ready.exists():
-        return json.loads(ready.read_text())["champions"]
-    if home.exists():
-        shutil.rmtree(home)
-    settings = Settings(home=home)
-    pipeline.quiet_libraries()
-    pipeline.simulate(settings, WorldSpec(customers=customers))
-    pipeline.build_features(settings)
-    outcomes = pipeline.train_all(
-        settings, TuneSpec(n_trials=2, max_rounds=500), pipeline.DEMO_SPLIT
-    )
-    champions = {outcome.task: outcome.promoted for outcome in outcomes}
-    ready.write_text(json.dumps({"customers": customers, "champions": champions}, indent=2))
-    return champions
-
-
 def _rounds(
     servers: list[Server], script: Path, connections: int, args: argparse.Namespace
 ) -> dict[str, list[WrkResult]]:
@@ -222,7 +192,7 @@ def serving(args: argparse.Namespace) -> list[dict]:
 
     ensure_wrk()
     home = (ROOT / ".custlab" / f"bench-serving-{args.customers}").resolve()
-    champions = _prepare_home(home, args.customers)
+    champions = trained_home(home, args.customers)
     if not champions.get("churn"):
         raise RuntimeError(f"{home} has no churn champion for the anchors to serve")
     settings = Settings(home=home)
@@ -424,8 +394,17 @@ def telco_churn(args: argparse.Namespace) -> list[dict]:
     return compare(n_trials=args.trials or 20)
 
 
+def score_batch(args: argparse.Namespace) -> list[dict]:
+    """``custlab score-batch`` for a million customers against a plain predict-and-write
+    script, with a target of 60 seconds."""
+    from benchmarks.score_batch import compare
+
+    return compare(args.world_customers, args.rounds, source_customers=args.customers)
+
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[dict]]] = {
     "serving": serving,
+    "score_batch": score_batch,
     "simulate_world": simulate_world,
     "feature_snapshot": feature_snapshot,
     "online_store": online_store,
@@ -482,7 +461,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=sorted(BENCHMARKS), action="append")
     parser.add_argument(
-        "--customers", type=int, default=30_000, help="world size (serving, tuning)"
+        "--customers", type=int, default=30_000, help="world size (serving, score_batch, tuning)"
     )
     parser.add_argument("--world-customers", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from features.labelled import LabelledTable
     from monitoring.weekly import MonitorReport
+    from serving.batch import BatchScores
     from training.tasks import TaskSpec
     from training.train import Evaluation, TrainOutcome
     from training.tune import TuneResult, TuneSpec
@@ -361,6 +362,14 @@ def monitor(settings: Settings, task_name: str) -> MonitorReport:
         return monitor_task(settings, get_task(task_name))
 
 
+def score_batch(settings: Settings, reasons: bool = False) -> BatchScores:
+    """Every customer of the newest snapshot, scored by every champion, to parquet."""
+    from serving.batch import score_batch as score_everyone
+
+    with step("score every customer with every champion"):
+        return score_everyone(settings, reasons=reasons)
+
+
 def check_serving(settings: Settings) -> list[str]:
     """Before a server starts: which tasks it will serve (those with a champion), and
     why each other one will answer 503.
@@ -462,7 +471,7 @@ def demo(
     settings: Settings, world: WorldSpec, tune: TuneSpec, split: SplitSpec = DEMO_SPLIT
 ) -> str:
     """The main job on the embedded profile: simulate, build features, train every task,
-    check churn's drift; returns the closing summary."""
+    score every customer, check churn's drift; returns the closing summary."""
     from training.tasks import TASKS
 
     started = time.perf_counter()
@@ -470,6 +479,7 @@ def demo(
     build = build_features(settings)
     outcomes = train_all(settings, tune, split)
     against_oracle = [compare_to_oracle(simulated, outcome) for outcome in outcomes]
+    batch = score_batch(settings)
     report = monitor(settings, "churn")
     home = settings.home.resolve()
     return "\n".join(
@@ -486,6 +496,7 @@ def demo(
                 for outcome, comparison in zip(outcomes, against_oracle, strict=True)
                 if comparison is not None
             ),
+            f"every customer scored as of {batch.as_of:%Y-%m-%d}: {batch.folder}",
             f"churn drift, latest week vs test window: {report.summary.describe()}",
             "",
             "next:",

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         return self.home / "reports"
 
     @property
+    def scores_dir(self) -> Path:
+        """Batch scores, a folder per snapshot date."""
+        return self.home / "scores"
+
+    @property
     def prediction_log_dir(self) -> Path:
         return self.home / "predictions"
 

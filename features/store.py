@@ -25,6 +25,9 @@ from types import ModuleType
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import yaml
 from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, RepoConfig
 from feast.types import Float32, String
@@ -299,9 +302,13 @@ def historical_features(
 
 
 def read_snapshots(
-    settings: Settings, family: str = "orders", columns: list[str] | None = None
+    settings: Settings,
+    family: str = "orders",
+    columns: list[str] | None = None,
+    dates: Sequence[pd.Timestamp] | None = None,
 ) -> pd.DataFrame:
-    """One family's offline snapshot table as last published (only ``columns``, when given).
+    """One family's offline snapshot table as last published (only ``columns`` and the
+    as-of ``dates``, when given; the dates are filtered while reading).
 
     Raises:
         CustlabError: The family has not been published.
@@ -309,7 +316,15 @@ def read_snapshots(
     path = settings.offline_dir / FAMILIES[family].table_file
     if not path.exists():
         raise CustlabError(f"no feature snapshots at {path}; run 'custlab features' first")
-    return pd.read_parquet(path, columns=columns)
+    if dates is None:
+        return pd.read_parquet(path, columns=columns)
+    kind = pq.read_schema(path).field(EVENT_TIMESTAMP).type
+    index = pd.DatetimeIndex(dates)
+    if kind.tz is not None and index.tz is None:
+        index = index.tz_localize(kind.tz)
+    wanted = pa.array(index).cast(kind)
+    table = pq.read_table(path, columns=columns, filters=pc.field(EVENT_TIMESTAMP).isin(wanted))
+    return table.to_pandas()
 
 
 def latest_as_of(settings: Settings) -> pd.Timestamp:
@@ -342,9 +357,7 @@ def read_features(
         columns = [n for n in FAMILIES[family].feature_names if n in wanted]
         if not columns and frame is not None:
             continue
-        part = read_snapshots(settings, family, keys + columns)
-        if dates is not None:
-            part = part[part[EVENT_TIMESTAMP].isin(pd.DatetimeIndex(dates))]
+        part = read_snapshots(settings, family, keys + columns, dates)
         frame = part if frame is None else frame.merge(part, on=keys, how="left")
         wanted -= set(columns)
     if wanted:

@@ -76,6 +76,19 @@ def _plain(value: object) -> float | str:
     return value if isinstance(value, str) else float(value)  # type: ignore[arg-type]
 
 
+def from_margin(model: LoadedModel, margin: np.ndarray) -> np.ndarray:
+    """The model's prediction from its raw margin, (rows, classes): class probabilities
+    for a multiclass task, else one value a row (through the model's calibration when it
+    carries one)."""
+    objective = model.task.objective
+    if objective.name == "multiclass":
+        return objective.from_margin(margin)
+    calibration = model.record.calibration
+    if calibration is None:
+        return objective.from_margin(margin[:, 0])
+    return calibration.probability(margin[:, 0])
+
+
 def score_rows(model: LoadedModel, rows: pd.DataFrame, top_reasons: int = 3) -> list[Score]:
     """Score feature rows and explain each score.
 
@@ -95,17 +108,10 @@ def score_rows(model: LoadedModel, rows: pd.DataFrame, top_reasons: int = 3) -> 
     per_class = contributions(model.booster, values)
     # Contributions and the bias add up to the raw margin, so one pass through the trees
     # gives both the explanation and the prediction.
-    margin = per_class.sum(axis=2)
+    prediction = from_margin(model, per_class.sum(axis=2))
     if task.objective.name == "multiclass":
-        prediction = task.objective.from_margin(margin)
         pushes = per_class[np.arange(len(rows)), prediction.argmax(axis=1), :-1]
     else:
-        calibration = model.record.calibration
-        prediction = (
-            task.objective.from_margin(margin[:, 0])
-            if calibration is None
-            else calibration.probability(margin[:, 0])
-        )
         pushes = per_class[:, 0, :-1]
     scores = []
     for i, p in enumerate(prediction):

@@ -54,10 +54,17 @@ class ScoreTiers:
 
     def decide(self, prediction: np.ndarray | float, cuts: Mapping[str, float]) -> Tier:
         """The first tier whose cut the score reaches; the last tier below all of them."""
-        for tier in self.tiers[:-1]:
-            if tier.name in cuts and float(prediction) >= cuts[tier.name]:
-                return tier
-        return self.tiers[-1]
+        return self.tiers[int(self.decide_all(np.asarray([prediction]), cuts)[0])]
+
+    def decide_all(self, predictions: np.ndarray, cuts: Mapping[str, float]) -> np.ndarray:
+        """:meth:`decide` for many scores at once: each one's tier index."""
+        chosen = np.full(len(predictions), len(self.tiers) - 1)
+        # From the lowest cut up, so the first tier a score reaches is the one it keeps.
+        for index in range(len(self.tiers) - 2, -1, -1):
+            name = self.tiers[index].name
+            if name in cuts:
+                chosen[np.asarray(predictions, dtype=float) >= cuts[name]] = index
+        return chosen
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,10 @@ class ClassTiers:
 
     def decide(self, prediction: np.ndarray | float, cuts: Mapping[str, float]) -> Tier:
         return self.tiers[int(np.argmax(prediction))]
+
+    def decide_all(self, predictions: np.ndarray, cuts: Mapping[str, float]) -> np.ndarray:
+        """Each row's tier index: its most probable class (rows of class probabilities)."""
+        return np.asarray(predictions).argmax(axis=1)
 
 
 DecisionPolicy = ScoreTiers | ClassTiers
