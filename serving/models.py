@@ -24,7 +24,14 @@ from features.errors import CustlabError
 from serving.scoring import LoadedModel
 from training.labelled import find_table, labelled_task
 from training.record import ModelRecord
-from training.registry import BOOSTER_FILE, CHAMPION, load_champion, use_tracking
+from training.registry import (
+    BOOSTER_FILE,
+    CHALLENGER,
+    CHAMPION,
+    load_champion,
+    load_version,
+    use_tracking,
+)
 from training.tasks import TaskSpec
 
 if TYPE_CHECKING:
@@ -80,11 +87,37 @@ def champion_version(client: MlflowClient | None, task: TaskSpec) -> str | None:
     packages), None when there is none."""
     if client is None:
         return _packaged.version(task.name) if _packaged is not None else None
+    return _alias_version(client, task, CHAMPION)
+
+
+def challenger_version(client: MlflowClient | None, task: TaskSpec) -> str | None:
+    """The version holding ``@challenger`` when it is not also the champion (a version
+    the gate kept out, or one not yet judged); None otherwise, and for a Bento."""
+    if client is None:
+        return None
+    challenger = _alias_version(client, task, CHALLENGER)
+    return None if challenger == _alias_version(client, task, CHAMPION) else challenger
+
+
+def _alias_version(client: MlflowClient, task: TaskSpec, alias: str) -> str | None:
     try:
-        found = client.get_model_version_by_alias(task.registered_model, CHAMPION)
+        return str(client.get_model_version_by_alias(task.registered_model, alias).version)
     except MlflowException:
         return None
-    return str(found.version)
+
+
+def load_challenger_model(
+    settings: Settings, client: MlflowClient | None, task: TaskSpec
+) -> LoadedModel | None:
+    """The task's challenger (:func:`challenger_version`) as serving holds it, for
+    scoring in the shadow of the champion; None when there is none."""
+    version = challenger_version(client, task)
+    if version is None:
+        return None
+    use_tracking(settings, task.registered_model)
+    booster = load_version(task.registered_model, version)
+    record = ModelRecord.read(task.registered_model, version)
+    return _served(settings, task, version, booster, record)
 
 
 # -- packaged champions ---------------------------------------------------------------

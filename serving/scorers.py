@@ -18,21 +18,29 @@ import gc
 import json
 import logging
 import math
+import queue
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from feast import FeatureStore
+from mlflow import MlflowClient
 
 from custlab.settings import Settings
 from features.errors import CustlabError
 from features.store import OnlineReader, OnlineRows, feature_refs, open_store
 from serving.door import Door, door_for
-from serving.models import champion_version, load_champion_model, registry_client
+from serving.models import (
+    challenger_version,
+    champion_version,
+    load_challenger_model,
+    load_champion_model,
+    registry_client,
+)
 from serving.predictions import CALLS, PredictionLog
 from serving.scoring import LoadedModel, Score, score_rows
 from training.tasks import TASKS
@@ -44,6 +52,8 @@ UNKNOWN_CUSTOMER = "unknown_customer: no features in the online store; not score
 # ids clients send (unknown customers are never kept).
 CACHE_ENTRIES = 100_000
 AUDIT_DAYS = 400
+# Requests waiting for their challengers' shadow scores; past it, shadow scoring drops.
+SHADOW_BACKLOG = 1_000
 
 
 class StoreUnavailable(CustlabError):
@@ -172,18 +182,33 @@ def by_source(scorers: Iterable[TaskScorer]) -> list[list[TaskScorer]]:
 
 @dataclass(frozen=True)
 class Champions:
-    """Every served champion at one moment: swapped whole when one moves."""
+    """Every served champion at one moment, with the challengers scored in its shadow:
+    swapped whole when one moves."""
 
     scorers: dict[str, TaskScorer]
     unavailable: dict[str, str]
+    challengers: dict[str, TaskScorer] = field(default_factory=dict)
 
     @property
     def versions(self) -> dict[str, str]:
         return {name: scorer.model.version for name, scorer in self.scorers.items()}
 
+    @property
+    def challenger_versions(self) -> dict[str, str]:
+        return {name: scorer.model.version for name, scorer in self.challengers.items()}
 
-def load_champions(settings: Settings, store: FeatureStore) -> Champions:
-    """Load every task's ``@champion`` from the registry."""
+    def models(self) -> tuple[dict[str, LoadedModel], dict[str, LoadedModel]]:
+        """The champions' and the challengers' models, by task."""
+        return (
+            {name: s.model for name, s in self.scorers.items()},
+            {name: s.model for name, s in self.challengers.items()},
+        )
+
+
+def load_champions(
+    settings: Settings, store: FeatureStore, registry: MlflowClient | None
+) -> Champions:
+    """Load every task's champion, and its challenger where one is registered."""
     models: dict[str, LoadedModel] = {}
     unavailable: dict[str, str] = {}
     for name, task in TASKS.items():
@@ -191,7 +216,22 @@ def load_champions(settings: Settings, store: FeatureStore) -> Champions:
             models[name] = load_champion_model(settings, task)
         except CustlabError as error:
             unavailable[name] = str(error)
-    return assemble(settings, store, models, unavailable)
+    return assemble(settings, store, models, unavailable, load_challengers(settings, registry))
+
+
+def load_challengers(settings: Settings, registry: MlflowClient | None) -> dict[str, LoadedModel]:
+    """Every task's challenger that is not its champion; one that cannot be loaded is
+    left out with a warning (the champions serve regardless)."""
+    challengers = {}
+    for name, task in TASKS.items():
+        try:
+            model = load_challenger_model(settings, registry, task)
+        except CustlabError as error:
+            logger.warning("no shadow scoring of %s's challenger: %s", name, error)
+            continue
+        if model is not None:
+            challengers[name] = model
+    return challengers
 
 
 def assemble(
@@ -199,13 +239,16 @@ def assemble(
     store: FeatureStore,
     models: dict[str, LoadedModel],
     unavailable: dict[str, str],
+    challengers: dict[str, LoadedModel] | None = None,
 ) -> Champions:
-    """Give loaded champions their readers: the event tasks share one read of the union
-    of their features; a champion of a labelled table reads that table's view."""
+    """Give loaded champions (and challengers) their readers: the event tasks share one
+    read of the union of their features; a model of a labelled table reads that table's
+    view."""
     groups: dict[str | None, list[LoadedModel]] = {}
-    for model in models.values():
+    shadowed = [m for m in (challengers or {}).values() if m.task.name in models]
+    for model in [*models.values(), *shadowed]:
         groups.setdefault(model.record.labelled_table, []).append(model)
-    scorers = {}
+    scorers, shadows = {}, {}
     for table, group in groups.items():
         refs: dict[str, str] = {}
         for model in group:
@@ -215,8 +258,85 @@ def assemble(
             OnlineReader(store, list(refs.values())), door_for(settings, table is not None)
         )
         for model in group:
-            scorers[model.task.name] = TaskScorer(model, source)
-    return Champions(scorers, unavailable)
+            kept = shadows if model in shadowed else scorers
+            kept[model.task.name] = TaskScorer(model, source)
+    return Champions(scorers, unavailable, shadows)
+
+
+def answer_kept_or_read(
+    group: Sequence[TaskScorer], store_ids: Sequence[str]
+) -> dict[str, list[dict]]:
+    """Per scorer of one feature source, an answer per store id in order: kept answers
+    where they are, one online read for the rest (raising whatever the read raises)."""
+    # Taken once: the warm-up thread may evict answers meanwhile.
+    kept = {s.name: [s.answers.get(sid) for sid in store_ids] for s in group}
+    missing = sorted(
+        {
+            sid
+            for given in kept.values()
+            for sid, a in zip(store_ids, given, strict=True)
+            if a is None
+        }
+    )
+    fresh: dict[str, dict[str, dict]] = {}
+    if missing:
+        online = group[0].source.reader.read(missing)
+        for scorer in group:
+            fresh[scorer.name] = scorer.score_online(missing, online)
+    return {
+        scorer.name: [
+            a if a is not None else fresh[scorer.name][sid]
+            for sid, a in zip(store_ids, kept[scorer.name], strict=True)
+        ]
+        for scorer in group
+    }
+
+
+class Shadow:
+    """Challengers scored on the customers their champions were just asked about, in a
+    thread of their own and logged as ``shadow`` beside the champions' answers; when
+    requests come faster than it keeps up, it drops them (counted), never slowing an
+    answer."""
+
+    def __init__(self, log: PredictionLog, backlog: int = SHADOW_BACKLOG) -> None:
+        self._log = log
+        self._queue: queue.Queue[tuple[list[TaskScorer], list[str], str | None] | None]
+        self._queue = queue.Queue(backlog)
+        self.scored: dict[str, int] = {}
+        self.dropped = 0
+        self.failed = 0
+        self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
+        self._thread.start()
+
+    def offer(self, challengers: list[TaskScorer], store_ids: list[str], caller: str | None):
+        try:
+            self._queue.put_nowait((challengers, store_ids, caller))
+        except queue.Full:
+            self.dropped += 1
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            challengers, store_ids, caller = item
+            try:
+                for group in by_source(challengers):
+                    for name, given in answer_kept_or_read(group, store_ids).items():
+                        self._log.append(name, log_records(store_ids, given, "shadow", caller))
+                        self.scored[name] = self.scored.get(name, 0) + len(store_ids)
+            except Exception:  # the store may be down: the champions' answers say so
+                self.failed += 1
+                logger.warning("shadow scoring failed for %d customers", len(store_ids))
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+    def wait(self) -> None:
+        """Until every request offered so far is scored (or failed)."""
+        self._queue.join()
+
+    def close(self) -> None:
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=5)
+        self._thread.join(timeout=5)
 
 
 class Scoring:
@@ -231,10 +351,11 @@ class Scoring:
         self.audit = PredictionLog(settings.audit_log_dir, AUDIT_DAYS, schema=CALLS)
         self._store = open_store(settings)
         self._lock = threading.Lock()
-        self.champions = load_champions(settings, self._store)
+        self._registry = registry_client(settings)
+        self.champions = load_champions(settings, self._store, self._registry)
+        self.shadow = Shadow(self.log)
         self._files = self._feature_files()
         self._generation = self._file_stamps()
-        self._registry = registry_client(settings)
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self.warmed: dict[str, int] = {}
@@ -269,9 +390,9 @@ class Scoring:
                     # new scorers start with no answers.
                     self._store = open_store(self.settings)
                     champions = self.champions
-                    models = {n: s.model for n, s in champions.scorers.items()}
+                    models, challengers = champions.models()
                     self.champions = assemble(
-                        self.settings, self._store, models, champions.unavailable
+                        self.settings, self._store, models, champions.unavailable, challengers
                     )
                     self._generation = stamps
                     self.warmed = {}
@@ -324,24 +445,52 @@ class Scoring:
             },
             "unavailable": champions.unavailable,
             "warmed": bool(self.warmed),
+            "shadow": {
+                name: {
+                    "model": s.model.name,
+                    "version": s.model.version,
+                    "customers_scored": self.shadow.scored.get(name, 0),
+                }
+                for name, s in champions.challengers.items()
+            },
+            "shadow_requests_dropped": self.shadow.dropped,
         }
 
     def reload_if_promoted(self) -> bool:
-        """Swap to the registry's champions if any moved; True when it did."""
+        """Swap to the registry's champions and challengers if any moved; True when it
+        did (answers are recomputed only when a champion moved)."""
+        champions = self.champions
         moved = {
             name: version
             for name, task in TASKS.items()
-            if (version := champion_version(self._registry, task))
-            != self.champions.versions.get(name)
+            if (version := champion_version(self._registry, task)) != champions.versions.get(name)
         }
-        if not moved:
+        shadow_moved = {
+            name: version
+            for name, task in TASKS.items()
+            if (version := challenger_version(self._registry, task))
+            != champions.challenger_versions.get(name)
+        }
+        if moved:
+            fresh = load_champions(self.settings, self._store, self._registry)
+        elif shadow_moved:
+            models, _ = champions.models()
+            challengers = load_challengers(self.settings, self._registry)
+            # The champions keep their answers: the kept scorers go into the new set.
+            fresh = assemble(self.settings, self._store, models, champions.unavailable, challengers)
+            fresh = replace(champions, challengers=fresh.challengers)
+        else:
             return False
-        champions = load_champions(self.settings, self._store)
         with self._lock:
-            self.champions = champions
-            self.warmed = {}
-        logger.info("champions moved (%s): now serving %s", moved, champions.versions)
-        self.warm_in_background()
+            self.champions = fresh
+            if moved:
+                self.warmed = {}
+        logger.info(
+            "registry moved (champions %s, challengers %s): now serving %s, shadow %s",
+            moved, shadow_moved, fresh.versions, fresh.challenger_versions,
+        )  # fmt: skip
+        if moved:
+            self.warm_in_background()
         return True
 
     def watch(self) -> None:
@@ -372,6 +521,7 @@ class Scoring:
 
     def close(self) -> None:
         self._stop.set()
+        self.shadow.close()
         self.log.close()
         self.audit.close()
 
@@ -400,35 +550,18 @@ class Scoring:
         read per feature source for the rest; every answer logged, the request audited."""
         out: dict[str, list[dict]] = {}
         audited: list[str] = []
+        challengers = self.champions.challengers
         for group in by_source(scorers):
-            source = group[0].source
-            store_ids = source.door.store_ids(ids)
-            # Taken once: the warm-up thread may evict answers meanwhile.
-            kept = {s.name: [s.answers.get(sid) for sid in store_ids] for s in group}
-            missing = sorted(
-                {
-                    sid
-                    for given in kept.values()
-                    for sid, a in zip(store_ids, given, strict=True)
-                    if a is None
-                }
-            )
-            fresh: dict[str, dict[str, dict]] = {}
-            if missing:
-                try:
-                    online = source.reader.read(missing)
-                except Exception as why:  # sqlite locked or gone, Redis down: not the client
-                    raise StoreUnavailable(f"the online store did not answer: {why}") from None
-                for scorer in group:
-                    fresh[scorer.name] = scorer.score_online(missing, online)
-            for scorer in group:
-                new = fresh.get(scorer.name, {})
-                given = [
-                    a if a is not None else new[sid]
-                    for sid, a in zip(store_ids, kept[scorer.name], strict=True)
-                ]
-                out[scorer.name] = given
-                self.log.append(scorer.name, log_records(store_ids, given, "online", caller))
+            store_ids = group[0].source.door.store_ids(ids)
+            try:
+                given = answer_kept_or_read(group, store_ids)
+            except Exception as why:  # sqlite locked or gone, Redis down: not the client
+                raise StoreUnavailable(f"the online store did not answer: {why}") from None
+            for name, answers in given.items():
+                out[name] = answers
+                self.log.append(name, log_records(store_ids, answers, "online", caller))
+            if shadowed := [challengers[s.name] for s in group if s.name in challengers]:
+                self.shadow.offer(shadowed, store_ids, caller)
             audited += store_ids
         self.record_call(caller, route, scorers, sorted(set(audited)))
         return out
