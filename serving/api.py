@@ -20,6 +20,7 @@ import orjson
 import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -224,7 +225,9 @@ def build_app(keys: ApiKeys | None = None) -> FastAPI:
     async def refused(request: Request, exc: HTTPException) -> Response:
         if exc.status_code < 500:
             logger.info("%s %s", exc.status_code, request.url.path)
-        return error(exc.status_code, str(exc.detail))
+        response = error(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # 405's Allow, for one
+        return response
 
     @app.exception_handler(StoreUnavailable)
     async def store_down(request: Request, exc: StoreUnavailable) -> Response:
@@ -314,9 +317,24 @@ def build_app(keys: ApiKeys | None = None) -> FastAPI:
     @app.api_route(
         "/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
     )
-    async def nowhere(path: str) -> Response:
+    async def nowhere(request: Request) -> Response:
         # Every other path, BentoML's index page (third-party scripts) and its generated
-        # document included: one answer in the error schema, one metrics series.
+        # document included: one answer in the error schema, one metrics series; a
+        # route's path with a method it does not take is 405 with the ones it does.
+        path = request.scope["path"]
+        allowed = sorted(
+            {
+                method
+                for route in app.routes
+                if isinstance(route, APIRoute) and route.path != "/{path:path}"
+                if route.path_regex.match(path)
+                for method in route.methods
+            }
+        )
+        if allowed:
+            response = error(405, f"{path} takes {', '.join(allowed)}")
+            response.headers["Allow"] = ", ".join(allowed)
+            return response
         return error(404, "no such route; the API is described at /v1/openapi.json")
 
     return app

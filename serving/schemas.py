@@ -51,18 +51,20 @@ class BatchRequest(BaseModel):
 
 FeatureRow = create_model(
     "FeatureRow",
-    __config__=_REQUEST_CONFIG,
+    # A feature left out is unknown; one given has a value (null is refused), and a row
+    # gives at least one, as the route checks and the document says.
+    __config__=_REQUEST_CONFIG | ConfigDict(json_schema_extra={"minProperties": 1}),
     **{
         feature.name: (
-            (float | None, Field(None, description=feature.description, allow_inf_nan=False))
+            (float, Field(None, description=feature.description, allow_inf_nan=False))
             if feature.kind == "number"
-            else (str | None, Field(None, description=feature.description, max_length=64))
+            else (str, Field(None, description=feature.description, max_length=64))
         )
         for family in FAMILIES.values()
         for feature in family.features
     },
 )
-FeatureRow.__doc__ = "Feature values of one customer; a missing feature is unknown."
+FeatureRow.__doc__ = "Feature values of one customer; a feature left out is unknown."
 
 
 class FeaturesRequest(BaseModel):

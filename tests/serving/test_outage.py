@@ -1,0 +1,133 @@
+"""Online store outage on a real server: while the store cannot be read, scoring that
+needs it answers 503 in the error schema and ``/readyz`` fails; once the store is back,
+both recover by themselves, in the same worker process.
+
+The outage is real: another process holds every lock of the store's WAL index
+exclusively (as a connection recovering the WAL does), so no SQLite reader can begin a
+read. (``BEGIN EXCLUSIVE`` would not do: in WAL mode it blocks writers only; nor would
+making the file unreadable, for a root process that keeps its file open.) SQLite retries
+such a read for about 10 s before it gives up, so each refused request takes that long.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from custlab.settings import Settings
+from features.store import latest_as_of, read_features
+from serving.schemas import ErrorBody
+from serving.scorers import UNKNOWN_CUSTOMER
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# Reads of a locked store queue behind one another, each giving up after ~10 s.
+TIMEOUT_S = 90
+RECOVERY_S = 60
+# The WAL index's eight locks (write, checkpoint, recover, five read marks) are bytes
+# 120-127 of the -shm file; a reader needs a shared lock on a read mark to begin.
+_HOLDER = """
+import fcntl, os, sqlite3, sys
+db = sys.argv[1]
+sqlite3.connect(db).execute("SELECT count(*) FROM sqlite_schema").fetchone()  # maps the index
+index = os.open(db + "-shm", os.O_RDWR)
+fcntl.lockf(index, fcntl.LOCK_EX, 8, 120)
+print("held", flush=True)
+sys.stdin.read()  # until the test closes stdin
+"""
+
+
+@contextmanager
+def store_locked(db: Path) -> Iterator[None]:
+    """Another process holds the online store's WAL index until the block ends."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        try:
+            holder.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+            holder.wait()
+
+
+def _post(running, path: str, ids: list[str]) -> httpx.Response:
+    return httpx.post(running.url(path), json={"customer_ids": ids}, timeout=TIMEOUT_S)
+
+
+def _get(running, path: str) -> httpx.Response:
+    return httpx.get(running.url(path), timeout=TIMEOUT_S)
+
+
+def _assert_unavailable(response: httpx.Response, ids: list[str]) -> None:
+    assert response.status_code == 503, response.text
+    body = ErrorBody.model_validate(response.json())
+    assert body.error.code == "unavailable" and body.error.fields == []
+    assert not any(cid in response.text for cid in ids)
+
+
+def _assert_scored(response: httpx.Response) -> dict[str, dict]:
+    assert response.status_code == 200, response.text
+    answers = {c["customer_id"]: c["scores"] for c in response.json()["customers"]}
+    assert all(a["score"] is not None for scores in answers.values() for a in scores.values())
+    return answers
+
+
+def _wait_until_ready(running) -> None:
+    """``/readyz`` answers 200 again within :data:`RECOVERY_S`, with no help."""
+    deadline = time.monotonic() + RECOVERY_S
+    while time.monotonic() < deadline:
+        assert running.process.poll() is None, running.log_tail()
+        if _get(running, "/readyz").status_code == 200:
+            return
+        time.sleep(1)
+    pytest.fail(f"/readyz still fails {RECOVERY_S}s after the store is back\n{running.log_tail()}")
+
+
+def test_store_outage_answers_503_fails_readiness_and_recovers_without_restart(
+    start_server, demo_home
+):
+    settings = Settings(home=demo_home)
+    db = settings.feast_dir / "online.db"
+    latest = read_features(settings, dates=[latest_as_of(settings)])
+    customers = latest.loc[latest["orders_52w"] > 0, "customer_id"].head(3).tolist()
+
+    # A fresh service whose store is down from its start: it could keep no answer yet.
+    with store_locked(db):
+        running = start_server(ready_path="/livez")
+        worker = running.worker_pid()
+        assert _get(running, "/readyz").status_code != 200
+        _assert_unavailable(_post(running, "/v1/score", customers), customers)
+        _assert_unavailable(_post(running, "/v1/churn", ["ghost-outage-1"]), ["ghost-outage-1"])
+    _wait_until_ready(running)
+    scored = _assert_scored(_post(running, "/v1/score", customers))  # now kept
+    assert set(scored) == set(customers)
+
+    # The store goes down while serving: answers kept are still given, the rest is 503.
+    with store_locked(db):
+        assert _assert_scored(_post(running, "/v1/score", customers)) == scored
+        _assert_unavailable(_post(running, "/v1/score", ["ghost-outage-2"]), ["ghost-outage-2"])
+        assert _get(running, "/readyz").status_code != 200
+        assert _get(running, "/livez").status_code == 200  # not ready, but not dead either
+    _wait_until_ready(running)
+    back = _post(running, "/v1/score", ["ghost-outage-2"])
+    assert back.status_code == 200, back.text
+    (ghost,) = back.json()["customers"]
+    assert all(a["warnings"] == [UNKNOWN_CUSTOMER] for a in ghost["scores"].values())
+
+    assert running.process.poll() is None and running.worker_pid() == worker  # no restart
