@@ -37,12 +37,11 @@ from features.errors import CustlabError
 from features.labelled import read_labelled_features
 from features.store import latest_as_of, read_features
 from features.tables import staged_folder
-from serving.models import load_champion_model
+from serving.models import load_champion_models
 from serving.scoring import LoadedModel, from_margin
 from training.labelled import find_table
 from training.model_input import contributions, model_matrix
 from training.registry import use_tracking
-from training.tasks import TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -207,13 +206,7 @@ def score_batch(
     """
     started = time.perf_counter()
     as_of = latest_as_of(settings)
-    models: dict[str, LoadedModel] = {}
-    unavailable: dict[str, str] = {}
-    for name, task in TASKS.items():
-        try:
-            models[name] = load_champion_model(settings, task)
-        except CustlabError as error:
-            unavailable[name] = " ".join(str(error).split())
+    models, unavailable = load_champion_models(settings)
     if not models:
         raise CustlabError(
             "no task has a champion to score with; "

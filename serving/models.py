@@ -32,7 +32,7 @@ from training.registry import (
     load_version,
     use_tracking,
 )
-from training.tasks import TaskSpec
+from training.tasks import TASKS, TaskSpec
 
 if TYPE_CHECKING:
     from bentoml import Bento
@@ -69,6 +69,19 @@ def load_champion_model(settings: Settings, task: TaskSpec) -> LoadedModel:
     booster, version = load_champion(task.registered_model)
     record = ModelRecord.read(task.registered_model, version)
     return _served(settings, task, str(version), booster, record)
+
+
+def load_champion_models(settings: Settings) -> tuple[dict[str, LoadedModel], dict[str, str]]:
+    """Every task's champion (:func:`load_champion_model`), and for each task without
+    one, why not."""
+    models: dict[str, LoadedModel] = {}
+    unavailable: dict[str, str] = {}
+    for name, task in TASKS.items():
+        try:
+            models[name] = load_champion_model(settings, task)
+        except CustlabError as error:
+            unavailable[name] = " ".join(str(error).split())
+    return models, unavailable
 
 
 def registry_client(settings: Settings) -> MlflowClient | None:

@@ -38,7 +38,7 @@ from serving.models import (
     challenger_version,
     champion_version,
     load_challenger_model,
-    load_champion_model,
+    load_champion_models,
     registry_client,
 )
 from serving.predictions import CALLS, PredictionLog
@@ -209,13 +209,7 @@ def load_champions(
     settings: Settings, store: FeatureStore, registry: MlflowClient | None
 ) -> Champions:
     """Load every task's champion, and its challenger where one is registered."""
-    models: dict[str, LoadedModel] = {}
-    unavailable: dict[str, str] = {}
-    for name, task in TASKS.items():
-        try:
-            models[name] = load_champion_model(settings, task)
-        except CustlabError as error:
-            unavailable[name] = str(error)
+    models, unavailable = load_champion_models(settings)
     return assemble(settings, store, models, unavailable, load_challengers(settings, registry))
 
 

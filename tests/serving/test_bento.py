@@ -6,7 +6,6 @@ source-run service's, model versions and scores alike."""
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from benchmarks.run import _stop
 from custlab.settings import Settings
 from features.store import latest_as_of, read_features
 from serving.launch import serve_bento_command
@@ -44,17 +44,6 @@ def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float =
                 return
         time.sleep(0.5)
     pytest.fail(f"the Bento's server was not ready in {timeout:.0f} s:\n{log.read_text()}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """End the server and its worker (their own process group)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=30)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
 
 
 def test_a_built_bento_answers_as_the_source_run_service_with_no_mlflow(
