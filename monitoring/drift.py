@@ -1,15 +1,19 @@
 """Evidently data-drift reports: a current window of feature rows against the reference
-window the champion was trained on."""
+window the champion was trained on, for the reviewer to read. The verdicts and numbers
+come from :mod:`monitoring.columns`, on every row; Evidently renders the report."""
 
 from __future__ import annotations
 
+import html
 import json
 import logging
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+from monitoring.columns import ColumnDrift, DriftSummary, column_drift
 
 logger = logging.getLogger(__name__)
 
@@ -29,35 +33,6 @@ _DISTANCE_METHODS = {
     "ed",
     "energy-distance",
 }
-
-
-@dataclass(frozen=True)
-class ColumnDrift:
-    method: str
-    score: float
-    threshold: float
-    drifted: bool
-
-
-@dataclass(frozen=True)
-class DriftSummary:
-    """What changed: the share of drifted columns and the verdict per column."""
-
-    share_drifted: float
-    dataset_drift: bool
-    drift_share_threshold: float
-    columns: dict[str, ColumnDrift] = field(default_factory=dict)
-
-    @property
-    def drifted_columns(self) -> list[str]:
-        return sorted(name for name, c in self.columns.items() if c.drifted)
-
-    def describe(self) -> str:
-        drifted = ", ".join(self.drifted_columns) or "none"
-        return f"{100 * self.share_drifted:.0f}% of columns drifted ({drifted})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"drifted_columns": self.drifted_columns}
 
 
 def summarize_drift(report: dict[str, Any]) -> DriftSummary:
@@ -86,6 +61,21 @@ def summarize_drift(report: dict[str, Any]) -> DriftSummary:
     return DriftSummary(share, share >= threshold, threshold, columns)
 
 
+def _reportable(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The columns holding at least one value Evidently can use (it raises on a column
+    with none)."""
+    usable = []
+    for name in columns:
+        values = frame[name]
+        if pd.api.types.is_numeric_dtype(values):
+            kept = np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan)).any()
+        else:
+            kept = values.notna().any()
+        if kept:
+            usable.append(name)
+    return usable
+
+
 def drift_report(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -95,33 +85,54 @@ def drift_report(
     drift_share: float = 0.5,
     max_reference_rows: int = 50_000,
     seed: int = 0,
+    max_current_rows: int = 200_000,
 ) -> DriftSummary:
-    """Run an Evidently data-drift report and write it as ``drift.html`` and ``drift.json``.
+    """Drift verdicts of every column on every row (:func:`monitoring.columns.column_drift`,
+    written as ``summary.json``) and Evidently's data-drift report for the reviewer
+    (``drift.html`` and ``drift.json``).
 
-    The reference is sampled down to ``max_reference_rows``: drift tests on tens of
-    thousands of rows already resolve small shifts, and the report stays fast.
+    Evidently reads a sample: at most ``max_reference_rows`` of the reference and
+    ``max_current_rows`` of the current window, and only the columns with a verdict (it
+    raises on a column with no finite value). Its figures come from that sample, so a
+    verdict whose score sits near its threshold can differ from the summary's, which
+    reads every row and is the one that counts.
     """
     # Evidently takes seconds to import; only this function needs it.
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    columns = numerical + categorical
+    summary = column_drift(reference, current, numerical, categorical, drift_share)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
+
     if len(reference) > max_reference_rows:
         reference = reference.sample(max_reference_rows, random_state=seed)
-    definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
-    snapshot = Report([DataDriftPreset(drift_share=drift_share)], include_tests=True).run(
-        Dataset.from_pandas(current[columns], data_definition=definition),
-        Dataset.from_pandas(reference[columns], data_definition=definition),
+    if len(current) > max_current_rows:
+        current = current.sample(max_current_rows, random_state=seed)
+    judged = [name for name in numerical + categorical if summary.columns[name].judged]
+    shown = [c for c in _reportable(reference, judged) if c in _reportable(current, judged)]
+    if not shown:
+        logger.warning("drift: no column has values Evidently can read; no report")
+        (out_dir / "drift.html").write_text(
+            "<!doctype html><title>drift</title><p>No column held values to compare: "
+            f"{html.escape(summary.describe())}.</p>"
+        )
+        return summary
+    definition = DataDefinition(
+        numerical_columns=[c for c in numerical if c in shown],
+        categorical_columns=[c for c in categorical if c in shown],
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    snapshot = Report([DataDriftPreset(drift_share=drift_share)], include_tests=True).run(
+        Dataset.from_pandas(current[shown], data_definition=definition),
+        Dataset.from_pandas(reference[shown], data_definition=definition),
+    )
     snapshot.save_html(str(out_dir / "drift.html"))
     snapshot.save_json(str(out_dir / "drift.json"))
-    summary = summarize_drift(snapshot.dict())
-    (out_dir / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
     logger.info(
-        "drift: %d of %d columns drifted (%.0f%%)",
+        "drift: %d of %d columns drifted (%.0f%%)%s",
         len(summary.drifted_columns),
         len(summary.columns),
         100 * summary.share_drifted,
+        f", no verdict for {len(summary.unjudged_columns)}" if summary.unjudged_columns else "",
     )
     return summary

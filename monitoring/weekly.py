@@ -11,7 +11,8 @@ import pandas as pd
 from custlab.settings import Settings
 from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
 from features.store import read_features, read_snapshots
-from monitoring.drift import DriftSummary, drift_report
+from monitoring.columns import DriftSummary
+from monitoring.drift import drift_report
 from training.model_input import categorical_features, predict
 from training.record import ModelRecord
 from training.registry import CHAMPION, load_champion, use_tracking
