@@ -3,6 +3,7 @@ against Evidently's plain ``DataDriftPreset`` on the same data, in the same run.
 
     python -m benchmarks.run --only drift [--world-customers 1000000] [--rounds 1]
     python -m benchmarks.drift --child custlab|evidently FOLDER   # what each child runs
+    python -m benchmarks.drift --prepare ROWS FEATURES            # the data, once
 
 The data is generated once per scale, seeded, as ``reference.parquet`` and
 ``current.parquet`` of ``rows`` rows each under ``.custlab/bench-drift/<rows>x<features>``:
@@ -13,7 +14,9 @@ window by an amount that grows with its position, some past the 0.1 thresholds, 
 not. Each system runs in a fresh child process (:func:`benchmarks.processes.run_child`,
 wall time and the child's own peak memory: imports, the parquet read and the drift
 computation alike); each child also times its drift computation alone and prints its
-per-column verdicts, which are compared column by column.
+per-column verdicts, which are compared column by column. The data is written by a child
+too: Linux counts the launching process's own high-water memory into each child's peak
+(it is carried over at ``exec``), so the launcher stays small (its mark is in the setup).
 
 Targets (issue 10): 1,000,000 rows x 60 features in at most 60 s and 4 GB, at least 3x
 faster than the plain preset on the same data with the same verdicts. The preset also
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -89,6 +93,14 @@ def prepare(scale: Scale, seed: int = 0) -> Path:
     if (folder / "columns.json").exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "benchmarks.drift", "--prepare"]
+    run_child([*command, str(scale.rows), str(scale.features), str(seed)])
+    return folder
+
+
+def _write(scale: Scale, seed: int) -> None:
+    folder = scale.folder
+    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for side, moved in (("reference", False), ("current", True)):
         _window(rng, scale.rows, scale.features, moved).to_parquet(folder / f"{side}.parquet")
@@ -98,7 +110,6 @@ def prepare(scale: Scale, seed: int = 0) -> Path:
         "categorical": [n for i, n in enumerate(names) if i % 5 == 4],
     }
     (folder / "columns.json").write_text(json.dumps(kinds))
-    return folder
 
 
 def _child(system: str, folder: Path) -> dict:
@@ -164,6 +175,7 @@ def compare(rows: int, rounds: int) -> list[dict]:
             for system in ("custlab", "evidently"):
                 runs.setdefault((name, system), []).append(_measure(system, folder))
     load_after = os.getloadavg()[0]
+    launcher_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
     table = []
     for name, scale in scales.items():
@@ -187,7 +199,8 @@ def compare(rows: int, rounds: int) -> list[dict]:
             f"counts, 4-level integer with 5% missing; {len(kinds['categorical'])} text "
             f"categories of 3-50 levels), {drifted} drifted by Evidently's verdict; each "
             "system a fresh child process (seconds: imports, parquet read and drift; "
-            "'drift s': the drift call alone); Evidently 0.7: Report([DataDriftPreset()]) "
+            "'drift s': the drift call alone; peak: the child's, with the launcher's own "
+            f"{launcher_gb:.2f} GB as its floor); Evidently 0.7: Report([DataDriftPreset()]) "
             f"defaults, verdicts from its ValueDrift scores; {rounds} round(s) alternating "
             f"the systems, medians; load average {load_before:.1f} before, "
             f"{load_after:.1f} after"
@@ -213,10 +226,17 @@ def compare(rows: int, rounds: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--child", choices=["custlab", "evidently"], required=True)
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("--child", choices=["custlab", "evidently"])
+    parser.add_argument("--prepare", action="store_true")
+    parser.add_argument("arguments", nargs="+", help="FOLDER, or ROWS FEATURES SEED")
     args = parser.parse_args()
-    print(json.dumps(_child(args.child, args.folder)))
+    if args.prepare:
+        rows, features, seed = (int(a) for a in args.arguments)
+        _write(Scale(rows, features), seed)
+    elif args.child:
+        print(json.dumps(_child(args.child, Path(args.arguments[0]))))
+    else:
+        parser.error("--child SYSTEM FOLDER or --prepare ROWS FEATURES SEED")
 
 
 if __name__ == "__main__":
