@@ -92,29 +92,31 @@ class BatchScores:
 
 
 def batch_frames(
-    settings: Settings, models: dict[str, LoadedModel], as_of: pd.Timestamp
-) -> dict[str, pd.DataFrame]:
-    """The rows each champion scores, read once per source: the event tasks' features
-    at the newest snapshot date; for a champion of a labelled table, that table's newest
-    row of each customer."""
+    settings: Settings, models: dict[str, LoadedModel]
+) -> tuple[dict[str, pd.DataFrame], pd.Timestamp]:
+    """The rows each champion scores, read once per source, and the newest as-of date
+    among them: the event tasks' features at the newest snapshot date; for a champion of
+    a labelled table, that table's newest row of each customer (a home of labelled
+    tables alone publishes no snapshots)."""
     sources: dict[str | None, list[str]] = {}
     for name, model in models.items():
         sources.setdefault(model.record.labelled_table, []).append(name)
-    frames = {}
+    frames, dates = {}, []
     for table, names in sources.items():
         if table is None:
+            as_of = latest_as_of(settings)
             features = sorted({f for n in names for f in models[n].feature_names})
             frame = read_features(settings, features, dates=[as_of])
         else:
             rows = read_labelled_features(settings, find_table(settings, table))
             frame = rows.sort_values(EVENT_TIMESTAMP).drop_duplicates(ENTITY_KEY, keep="last")
             frame = frame.reset_index(drop=True)
+            as_of = frame[EVENT_TIMESTAMP].max()
         if frame.empty:
-            raise CustlabError(
-                f"no feature rows to score for {', '.join(names)} at {as_of:%Y-%m-%d}"
-            )
+            raise CustlabError(f"no feature rows to score for {', '.join(names)}")
         frames.update(dict.fromkeys(names, frame))
-    return frames
+        dates.append(pd.Timestamp(as_of))
+    return frames, max(dates)
 
 
 def _chunks(frame: pd.DataFrame, rows: int) -> Iterator[pd.DataFrame]:
@@ -195,7 +197,8 @@ def _score_task(
 def score_batch(
     settings: Settings, reasons: bool = False, chunk_rows: int = CHUNK_ROWS
 ) -> BatchScores:
-    """Score every customer of the newest snapshot with every champion.
+    """Score every customer of the newest snapshot (or labelled table) with every
+    champion.
 
     Writes ``<home>/scores/<as-of date>/<task>.parquet`` (replacing an earlier batch of
     the same date whole) and records the run in MLflow's ``custlab-score-batch``
@@ -205,15 +208,14 @@ def score_batch(
         CustlabError: Nothing is published, or no task has a champion.
     """
     started = time.perf_counter()
-    as_of = latest_as_of(settings)
     models, unavailable = load_champion_models(settings)
     if not models:
         raise CustlabError(
             "no task has a champion to score with; "
             + "; ".join(f"{n}: {why}" for n, why in unavailable.items())
         )
+    frames, as_of = batch_frames(settings, models)
     final = scores_folder(settings, as_of)
-    frames = batch_frames(settings, models, as_of)
     with staged_folder(final) as staging:
         tasks = {
             name: _score_task(model, frames[name], staging, reasons, chunk_rows)

@@ -127,6 +127,23 @@ def test_serving_scores_the_table_customers_by_the_ids_the_export_gave(
     assert "A00001" not in set(logged["customer_id"])
 
 
+def test_batch_scores_every_customer_of_the_table(labelled_home: Path, trained) -> None:
+    """A home with a labelled table and no event features: the batch scores the table's
+    customers with its champion, as of the table's own newest date."""
+    from serving.batch import score_batch
+
+    settings = Settings()
+    if not trained.promoted:
+        pipeline.promote(settings, "churn", trained.model_version, "batch test")
+    batch = score_batch(settings)
+    assert set(batch.tasks) == {"churn"}
+    features = pd.read_parquet(labelled_folder(settings, "accounts") / "features.parquet")
+    scored = pd.read_parquet(batch.tasks["churn"].path)
+    assert sorted(scored["customer_id"]) == sorted(features["customer_id"].unique())
+    assert scored["score"].between(0, 1).all() and scored["in_population"].all()
+    assert batch.as_of == features["event_timestamp"].max()
+
+
 def test_a_champion_from_other_data_is_not_compared_by_a_number(trained) -> None:
     from features.labelled import labelled_tables
     from training.labelled import labelled_task, recorded_champion_metric
