@@ -12,122 +12,26 @@ that alternate custlab and its anchor, and the ratio to the anchor is what to co
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pandas as pd
 
 from benchmarks.homes import trained_home
+from benchmarks.servers import Server, free_port, start, stop, wait_ready, wait_warm
 from benchmarks.wrk import WrkResult, ensure_wrk, run_wrk, write_script
 from serving.launch import serve_command
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass(frozen=True)
-class Server:
-    """One server of the serving benchmark: how to start it and where it answers."""
-
-    key: str  # names its log file
-    name: str
-    command: list[str]
-    port: int
-    score_path: str  # the route the load goes to
-    ready_path: str = "/readyz"  # answers 200 once the server can score
-    # A route answering {"warmed": true} once the work a server does in the background
-    # after it is ready is done (custlab computes answers ahead); the load waits for it,
-    # so that no measurement shares the cores with another server's start-up.
-    warm_path: str | None = None
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
-def _start(server: Server, env: dict[str, str], log: Path) -> subprocess.Popen:
-    """Start ``server`` in a process group of its own (so that :func:`_stop` ends its
-    workers too), its output to ``log``."""
-    with log.open("w") as handle:
-        return subprocess.Popen(
-            server.command,
-            cwd=ROOT,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def _poll(url: str, process: subprocess.Popen) -> httpx.Response | None:
-    """GET ``url`` once; None while nothing answers. Raises if the server has exited."""
-    if process.poll() is not None:
-        raise RuntimeError(f"server exited with {process.returncode} before {url} answered")
-    try:
-        return httpx.get(url, timeout=5)
-    except httpx.TransportError:
-        return None
-
-
-def _wait_ready(server: Server, process: subprocess.Popen, deadline_s: float = 300) -> None:
-    url = server.url(server.ready_path)
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        response = _poll(url, process)
-        if response is not None and response.status_code == 200:
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} not ready after {deadline_s:.0f}s")
-
-
-def _wait_warm(server: Server, process: subprocess.Popen, deadline_s: float = 900) -> dict:
-    """Wait until ``server.warm_path`` says ``warmed``; returns what it answered ({} for
-    a server without that route, which has nothing to wait for)."""
-    if server.warm_path is None:
-        return {}
-    url = server.url(server.warm_path)
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        response = _poll(url, process)
-        if response is not None and response.status_code == 404:
-            return {}
-        if response is not None and response.status_code == 200:
-            body = response.json()
-            if body.get("warmed", True):
-                return body
-        time.sleep(1)
-    raise RuntimeError(f"{url} did not say warmed after {deadline_s:.0f}s")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """End a server started by :func:`_start` and every process of its group."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=30)
-    # Whatever of the group is left (a worker slow to stop, or the leader itself).
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
 
 
 def _rounds(
@@ -223,7 +127,7 @@ def serving(args: argparse.Namespace) -> list[dict]:
         "ANCHOR_MODEL": str(model_file),
         "ANCHOR_FEATURES": str(features_file),
     }
-    ports = {name: _free_port() for name in (CEILING, PLAIN_BENTOML, CUSTLAB)}
+    ports = {name: free_port() for name in (CEILING, PLAIN_BENTOML, CUSTLAB)}
     servers = [
         Server(
             "ceiling",
@@ -257,16 +161,16 @@ def serving(args: argparse.Namespace) -> list[dict]:
     processes: dict[str, subprocess.Popen] = {}
     try:
         for server in servers:  # all at once: their start-ups overlap
-            processes[server.key] = _start(server, env, bench / f"{server.key}.log")
+            processes[server.key] = start(server, env, bench / f"{server.key}.log")
         for server in servers:
-            _wait_ready(server, processes[server.key])
-        warmed = {server.key: _wait_warm(server, processes[server.key]) for server in servers}
+            wait_ready(server, processes[server.key])
+        warmed = {server.key: wait_warm(server, processes[server.key]) for server in servers}
         load_before = os.getloadavg()[0]
         one_id = _rounds(servers, single, args.concurrency, args)
         many = _rounds([by_name[CEILING], by_name[CUSTLAB]], batch, 1, args)
     finally:
         for process in processes.values():
-            _stop(process)
+            stop(process)
     load_after = os.getloadavg()[0]
 
     rows = [_summary("serving", name, results) for name, results in one_id.items()]

@@ -2,7 +2,7 @@
 reading the demo home's settings from its environment, as ``custlab serve`` starts it.
 
 Starting, waiting and stopping are the serving benchmark's own helpers
-(benchmarks/run.py), so the tests and the benchmark run the server the same way.
+(benchmarks/servers.py), so the tests and the benchmark run the server the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.run import Server, _free_port, _start, _stop, _wait_ready
+from benchmarks.servers import Server, free_port, start, stop, wait_ready
 from serving.launch import serve_command
 
 WORKER = "_bentoml_impl.worker.service"
@@ -68,25 +68,25 @@ def start_server(demo_home: Path, tmp_path: Path) -> Iterator[Callable[..., Runn
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
 
-    def start(ready_path: str = "/readyz") -> RunningServer:
-        port = _free_port()
+    def launch(ready_path: str = "/readyz") -> RunningServer:
+        port = free_port()
         server = Server(
             "custlab", "custlab", serve_command("127.0.0.1", port), port, "/v1/score",
             ready_path=ready_path, warm_path="/v1/status",
         )  # fmt: skip
         log = tmp_path / f"server-{port}.log"
-        process = _start(server, env, log)
+        process = start(server, env, log)
         started.append(process)
         running = RunningServer(server, process, log)
         try:
-            _wait_ready(server, process)
+            wait_ready(server, process)
         except RuntimeError as why:
             pytest.fail(f"{why}\n{running.log_tail()}")
         return running
 
-    yield start
+    yield launch
     for process in started:
-        _stop(process)
+        stop(process)
 
 
 def _descendants(pid: int) -> list[int]:

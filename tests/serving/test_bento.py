@@ -3,10 +3,8 @@ build`` into a temporary BentoML store, then ``bentoml serve <tag>`` as a real p
 a home that holds the feature data and none of MLflow's files. Its answers are the
 source-run service's, model versions and scores alike."""
 
-import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from benchmarks.run import _stop
+from benchmarks.servers import Server, free_port, start, stop, wait_ready
 from custlab.settings import Settings
 from features.store import latest_as_of, read_features
 from serving.launch import serve_bento_command
@@ -26,24 +24,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # logs the source-run service is writing meanwhile).
 NOT_COPIED = {"mlflow.db", "mlartifacts", "optuna.db", "predictions", "audit", "reports"}
 NOWHERE = "http://127.0.0.1:9"  # nothing listens on the discard port
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the Bento's server exited ({process.returncode}):\n{log.read_text()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.5)
-    pytest.fail(f"the Bento's server was not ready in {timeout:.0f} s:\n{log.read_text()}")
 
 
 def test_a_built_bento_answers_as_the_source_run_service_with_no_mlflow(
@@ -79,32 +59,34 @@ def test_a_built_bento_answers_as_the_source_run_service_with_no_mlflow(
         home,
         ignore=lambda folder, names: NOT_COPIED if Path(folder) == demo_home else (),
     )
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+    port = free_port()
+    server = Server(
+        "bento", "bento", serve_bento_command(tag, "127.0.0.1", port), port, "/v1/score"
+    )
     log = tmp_path / "bento-serve.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            serve_bento_command(tag, "127.0.0.1", port),
-            cwd=tmp_path,  # not the project: code and models come from the Bento
-            env=env
-            | {
-                "CUSTLAB_HOME": str(home),
-                # Asked to watch the registry every second: a Bento's service does not.
-                "CUSTLAB_CHAMPION_CHECK_SECONDS": "1",
-                "MLFLOW_TRACKING_URI": NOWHERE,
-                "MLFLOW_REGISTRY_URI": NOWHERE,
-            },
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = start(
+        server,
+        env
+        | {
+            "CUSTLAB_HOME": str(home),
+            # Asked to watch the registry every second: a Bento's service does not.
+            "CUSTLAB_CHAMPION_CHECK_SECONDS": "1",
+            "MLFLOW_TRACKING_URI": NOWHERE,
+            "MLFLOW_REGISTRY_URI": NOWHERE,
+        },
+        log,
+        cwd=tmp_path,  # not the project: code and models come from the Bento
+    )
     try:
-        _wait_ready(url, process, log)
-        from_bento = httpx.post(f"{url}/v1/score", json={"customer_ids": ids}, timeout=60)
-        status = httpx.get(f"{url}/v1/status", timeout=10).json()
+        try:
+            wait_ready(server, process, deadline_s=180)
+        except RuntimeError as why:
+            pytest.fail(f"{why}\n{log.read_text()}")
+        from_bento = httpx.post(server.url("/v1/score"), json={"customer_ids": ids}, timeout=60)
+        status = httpx.get(server.url("/v1/status"), timeout=10).json()
         time.sleep(2)  # two ticks of a watch, were there one
     finally:
-        _stop(process)
+        stop(process)
 
     assert from_bento.status_code == 200, from_bento.text
     body = from_bento.json()

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from benchmarks.run import _wait_warm
+from benchmarks.servers import wait_warm
 from benchmarks.wrk import WrkResult, ensure_wrk, run_wrk
 from custlab.settings import Settings
 from features.store import latest_as_of, read_features
@@ -84,7 +84,7 @@ def test_memory_stays_flat_over_100k_distinct_requests(start_server, demo_home, 
     latest = read_features(settings, dates=[latest_as_of(settings)])
     known = sorted(latest["customer_id"])
     running = start_server()
-    warm = _wait_warm(running.server, running.process)
+    warm = wait_warm(running.server, running.process)
     kept = {task: s["answers_kept"] for task, s in warm["served"].items()}
     assert all(kept.values()), warm
 
