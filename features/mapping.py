@@ -196,22 +196,22 @@ def load_mapping(path: Path) -> Mapping:
     return load_yaml_model(path, Mapping)
 
 
-def load_yaml_model(path: Path, model: type[ModelT]) -> ModelT:
+def load_yaml_model(path: Path, model: type[ModelT], kind: str = "mapping file") -> ModelT:
     """Read a YAML file into the pydantic ``model``.
 
     Raises:
         CustlabError: The file is missing, is not YAML, or breaks the schema; the message
-            names the file and the offending key.
+            names the ``kind`` of file, the file and the offending key.
     """
     if not path.is_file():
-        raise CustlabError(f"mapping file {path} not found")
+        raise CustlabError(f"{kind} {path} not found")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        raise CustlabError(f"mapping file {path} is not valid YAML: {error}") from None
+        raise CustlabError(f"{kind} {path} is not valid YAML: {error}") from None
     try:
         return model.model_validate(raw)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise CustlabError(f"mapping file {path}: {where}: {first['msg']}") from None
+        raise CustlabError(f"{kind} {path}: {where}: {first['msg']}") from None

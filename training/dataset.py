@@ -30,6 +30,7 @@ def training_frame(
     task: TaskSpec,
     split: SplitSpec,
     families: list[str] | None = None,
+    known_by: pd.Timestamp | None = None,
 ) -> tuple[pd.DataFrame, list[str], SplitPlan]:
     """Label every eligible customer at the as-of dates the split uses, and fetch their
     features from the offline store as of each date.
@@ -40,6 +41,9 @@ def training_frame(
         task: The task spec.
         split: How to split the labelled as-of dates.
         families: Only these feature families (default: every published one).
+        known_by: Train as if at this moment: as-of dates up to it and only labels whose
+            horizon closed by then (a retrain decided by a past week's monitoring learns
+            nothing that came after; default: everything the data holds).
 
     Returns:
         The labelled frame, the names of the features it carries, and the split plan.
@@ -51,11 +55,14 @@ def training_frame(
     refs = feature_refs(store, task.feature_service, families or published)
     stamps = read_snapshots(settings, "orders", [EVENT_TIMESTAMP])[EVENT_TIMESTAMP]
     as_of = pd.DatetimeIndex(sorted(stamps.unique()))
-    labels = task.label_frame(read_raw_tables(settings.raw_dir), as_of)
+    if known_by is not None:
+        as_of = as_of[as_of <= known_by]
+    labels = task.label_frame(read_raw_tables(settings.raw_dir), as_of, known_by)
     if labels.empty:
+        by = f" by {known_by:%Y-%m-%d}" if known_by is not None else ""
         raise CustlabError(
-            f"no as-of date has a matured {task.name} label: the history must span more "
-            f"than the {task.horizon_days}-day horizon"
+            f"no as-of date has a matured {task.name} label{by}: the history must span "
+            f"more than the {task.horizon_days}-day horizon"
         )
     plan = plan_split(
         pd.DatetimeIndex(labels[EVENT_TIMESTAMP].unique()),

@@ -155,9 +155,18 @@ class TaskSpec:
     def registered_model(self) -> str:
         return f"custlab-{self.name}"
 
-    def label_frame(self, tables: Tables, as_of: pd.DatetimeIndex) -> pd.DataFrame:
-        """The task's labels at ``as_of`` from the raw ``tables``."""
-        return self.labels(tables, as_of, horizon_days=self.horizon_days, **self.label_params)
+    def label_frame(
+        self, tables: Tables, as_of: pd.DatetimeIndex, observation_end: pd.Timestamp | None = None
+    ) -> pd.DataFrame:
+        """The task's labels at ``as_of`` from the raw ``tables``: those whose horizon has
+        closed by ``observation_end`` (default: the newest order)."""
+        return self.labels(
+            tables,
+            as_of,
+            horizon_days=self.horizon_days,
+            observation_end=observation_end,
+            **self.label_params,
+        )
 
     def targets(self, frame: pd.DataFrame) -> np.ndarray:
         """The label column as LightGBM fits it."""
