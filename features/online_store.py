@@ -78,9 +78,12 @@ _PRAGMAS = (
 _WRITE_CHUNK = 50_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # One connection per process and file, shared by threads (check_same_thread=False, as
-# Feast does); its lock keeps one thread's statements out of another's transaction.
-_CONNECTIONS: dict[str, tuple[int, sqlite3.Connection, threading.RLock]] = {}
+# Feast does): see _connected.
+_CONNECTIONS: dict[str, _Open] = {}
 _CONNECTIONS_LOCK = threading.Lock()
+# What SQLite says when the store lacks the tables or columns Feast's apply creates; any
+# other error (a locked or busy file, for one) is not cured by applying.
+_NOT_APPLIED = ("no such table", "no such column")
 
 
 class CustomerOnlineStoreConfig(FeastConfigBaseModel):
@@ -91,6 +94,17 @@ class CustomerOnlineStoreConfig(FeastConfigBaseModel):
     )
     path: StrictStr = "data/online_custlab.db"
     """The SQLite file; a relative path is resolved against the repo path."""
+
+
+@dataclass
+class _Open:
+    """A process's connection to the store's file, and which file it opened."""
+
+    pid: int
+    file: tuple[int, int] | None  # (st_dev, st_ino) of the path when it was opened
+    conn: sqlite3.Connection
+    lock: threading.RLock
+    closed: bool = False
 
 
 @dataclass(frozen=True)
@@ -231,7 +245,7 @@ class CustomerOnlineStore(OnlineStore):
         if left == 0:
             path = _db_path(config)
             with _CONNECTIONS_LOCK:
-                _CONNECTIONS.pop(path)[1].close()
+                _close(_CONNECTIONS.pop(path))
             for suffix in ("", "-wal", "-shm"):
                 Path(path + suffix).unlink(missing_ok=True)
 
@@ -254,22 +268,22 @@ class CustomerOnlineStore(OnlineStore):
                 written.
         """
         _upsert(config, view, frame, getattr(view.batch_source, "created_timestamp_column", None))
-        conn, lock = _connection(config)
-        with lock:  # fold the WAL, now as large as the pages written, back into the file
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with _connected(config) as conn:  # fold the WAL, now as large as the pages written
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # back into the file
         logger.info("wrote %d rows to online view %s", len(frame), view.name)
         return len(frame)
 
     def customer_ids(self, config: RepoConfig, limit: int) -> list[str]:
         """Up to ``limit`` customers the store holds rows of (in key order)."""
-        conn, lock = _connection(config)
-        with lock:
+        with _connected(config) as conn:
             try:
                 rows = conn.execute(
                     f"SELECT {ENTITY_KEY} FROM {_q(_table(config))} LIMIT ?", (limit,)
                 ).fetchall()
-            except sqlite3.OperationalError:  # nothing applied yet
-                return []
+            except sqlite3.OperationalError as error:
+                if not _not_applied(error):
+                    raise
+                return []  # nothing applied yet
         return [row[0] for row in rows]
 
     def read_frames(
@@ -296,6 +310,8 @@ class CustomerOnlineStore(OnlineStore):
         Raises:
             ValueError: An id is not a string, a feature is not in its view or not applied,
                 or two views return a feature of the same name.
+            sqlite3.OperationalError: The file could not be read (locked by another
+                process, for one): a retry may succeed, applying would not help.
         """
         names, numeric, numbers, texts, micros = _read(
             config, views, customer_ids, features_by_view
@@ -337,23 +353,28 @@ def _read(
     ids = list(customer_ids)
     if not all(issubclass(kind, str) for kind in set(map(type, ids))):
         raise ValueError("customer ids must be strings")
-    conn, lock = _connection(config)
-    with lock:
+    with _connected(config) as conn:
         conn.execute("BEGIN")  # the layouts and the rows of one snapshot
         try:
             stored = _stored(conn, config.project)
             plans = [_plan(config, view, stored, features_by_view) for view in views]
+            # Columns named with their table: SQLite reads an unknown "name" alone as a
+            # string literal (a dropped column would read as its own name), t."name" not.
             selected = ["j.key"]
             for layout, _, _, strings in plans:
-                selected += [layout.column("event_ts"), layout.column("numbers")]
-                selected += map(layout.text, strings)
+                selected += [f"t.{layout.column('event_ts')}", f"t.{layout.column('numbers')}"]
+                selected += (f"t.{layout.text(name)}" for name in strings)
             sql = (
                 f"SELECT {', '.join(selected)} FROM json_each(?) j "
-                f"LEFT JOIN {_q(_table(config))} ON {ENTITY_KEY} = j.value"
+                f"LEFT JOIN {_q(_table(config))} t ON t.{ENTITY_KEY} = j.value"
             )
             rows = conn.execute(sql, (json.dumps(ids, ensure_ascii=False),)).fetchall()
         except sqlite3.OperationalError as error:
-            raise ValueError(f"cannot read the online store ({error}); run feast apply") from error
+            if _not_applied(error):
+                raise ValueError(
+                    f"cannot read the online store ({error}); run feast apply"
+                ) from error
+            raise
         finally:
             conn.execute("COMMIT")
     if rows and [row[0] for row in rows] != list(range(len(ids))):
@@ -559,25 +580,75 @@ def _db_path(config: RepoConfig) -> str:
     return str(Path(config.repo_path or ".", config.online_store.path).resolve())
 
 
-def _connection(config: RepoConfig) -> tuple[sqlite3.Connection, threading.RLock]:
-    """This process's connection to the store's file (opened anew after a fork)."""
+@contextmanager
+def _connected(config: RepoConfig) -> Iterator[sqlite3.Connection]:
+    """This process's connection to the store's file, held under its lock (so one
+    thread's statements stay out of another's transaction)."""
+    while True:
+        entry = _connection(config)
+        with entry.lock:
+            if not entry.closed:  # else the file was replaced since: take the new one
+                yield entry.conn
+                return
+
+
+def _connection(config: RepoConfig) -> _Open:
+    """This process's connection to the store's file, opened anew after a fork and when
+    another file took the path (a store built aside and renamed over it): a connection
+    keeps reading the file it opened, even once that file is unlinked."""
     path = _db_path(config)
+    file = _file_id(path)
     with _CONNECTIONS_LOCK:
         entry = _CONNECTIONS.get(path)
-        if entry is None or entry[0] != os.getpid():
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            # Autocommit mode: every transaction is opened explicitly.
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        if entry is not None and entry.pid == os.getpid():
+            if entry.file == file:
+                return entry
+            logger.info("online store %s was replaced; reading the new file", path)
+            # Closed before the new one opens: two connections of one process on the
+            # one -shm file would share its POSIX locks, and closing the old one would
+            # drop the new one's. No thread asks for a connection while holding one's
+            # lock, so waiting for it here cannot deadlock.
+            _close(entry)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: every transaction is opened explicitly.
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
             conn.executescript(_PRAGMAS)
-            entry = _CONNECTIONS[path] = (os.getpid(), conn, threading.RLock())
-    return entry[1], entry[2]
+        except sqlite3.Error:  # a locked store: the next call tries again
+            conn.close()
+            raise
+        # The file as it was before connecting: were it replaced meanwhile, the next call
+        # sees another file and reopens (a new file's id is known once connect made it).
+        entry = _CONNECTIONS[path] = _Open(
+            os.getpid(), file or _file_id(path), conn, threading.RLock()
+        )
+    return entry
+
+
+def _close(entry: _Open) -> None:
+    """Close a connection once no thread is in a statement on it."""
+    with entry.lock:
+        entry.conn.close()
+        entry.closed = True
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    """Which file is at ``path`` (device and inode), None if none is."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _not_applied(error: sqlite3.OperationalError) -> bool:
+    return str(error).startswith(_NOT_APPLIED)
 
 
 @contextmanager
 def _transaction(config: RepoConfig) -> Iterator[sqlite3.Connection]:
     """One write transaction, committed whole or rolled back whole."""
-    conn, lock = _connection(config)
-    with lock:
+    with _connected(config) as conn:
         # IMMEDIATE takes the write lock up front, so a concurrent writer waits for it
         # rather than failing half-way when its read lock cannot be upgraded.
         conn.execute("BEGIN IMMEDIATE")

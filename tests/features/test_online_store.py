@@ -1,9 +1,11 @@
 """custlab's Feast online store through Feast itself: apply, materialize, write, read, and
 its one-row-per-customer layout: several views in one query, views added, changed and
-deleted later, never a blob read under another layout."""
+deleted later, never a blob read under another layout; a locked file's error as SQLite
+gave it, and a file renamed over the store's read from then on."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,6 +20,7 @@ from feast.types import Bool, Float32, Float64, Int64, String
 from feast.value_type import ValueType
 
 from features.online_store import CustomerOnlineStore, CustomerOnlineStoreConfig, _connection
+from tests.serving.outage import store_locked
 
 pytestmark = pytest.mark.integration
 
@@ -204,7 +207,7 @@ def test_read_frames_reads_several_views_in_one_query(repo: Repo):
     store.write_frame(repo.config, repo.orders, repo.offline.iloc[3:])
     store.write_frame(repo.config, repo.web, repo.offline.iloc[[0]])  # c1 only, at T0
     ids = ["c2", "nobody", "c1", "c2"]
-    conn, _ = _connection(repo.config)
+    conn = _connection(repo.config).conn
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
     try:
@@ -416,3 +419,53 @@ def test_teardown_removes_the_tables_and_the_file(repo: Repo, tmp_path: Path):
         conn.execute('CREATE TABLE "custlab_test_orders" (customer_id TEXT PRIMARY KEY)')
     repo.store.teardown()
     assert not (tmp_path / "online.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "missing"),
+    [
+        (f'DROP TABLE "{TABLE}"', "no such table"),
+        (f'ALTER TABLE "{TABLE}" DROP COLUMN "web.channel"', "no such column"),
+    ],
+)
+def test_a_store_lacking_what_apply_creates_says_to_run_feast_apply(
+    repo: Repo, damage: str, missing: str
+):
+    store = CustomerOnlineStore()
+    store.write_frame(repo.config, repo.web, repo.offline.iloc[3:])
+    with sqlite3.connect(repo.config.online_store.path) as conn:
+        conn.execute(damage)
+    with pytest.raises(ValueError, match=f"{missing}.*; run feast apply"):
+        store.read_frame(repo.config, repo.web, ["c1"])
+
+
+@pytest.mark.slow
+def test_a_locked_store_raises_sqlites_own_error_without_the_apply_hint(repo: Repo):
+    store = CustomerOnlineStore()
+    store.write_frame(repo.config, repo.orders, repo.offline.iloc[3:])
+    with store_locked(Path(repo.config.online_store.path)):
+        with pytest.raises(sqlite3.OperationalError, match="locking protocol") as locked:
+            store.read_frame(repo.config, repo.orders, ["c1"])
+        assert "apply" not in str(locked.value)
+        # Not an empty list: serving's warm-up would take that for "every answer ready".
+        with pytest.raises(sqlite3.OperationalError, match="locking protocol"):
+            store.customer_ids(repo.config, 10)
+    values, _ = store.read_frame(repo.config, repo.orders, ["c1"])  # the same connection
+    assert values["segment"].tolist() == ["gold"]
+
+
+def test_a_file_renamed_over_the_store_is_read_from_then_on(repo: Repo, tmp_path: Path):
+    store = CustomerOnlineStore()
+    store.write_frame(repo.config, repo.orders, repo.offline.iloc[:3])
+    assert store.read_frame(repo.config, repo.orders, ["c1"])[0]["segment"].tolist() == ["a"]
+    # The next materialization, built aside in a store of its own, then renamed over.
+    aside_db = tmp_path / "aside" / "online.db"
+    aside = open_repo(tmp_path / "aside", {"type": STORE_TYPE, "path": str(aside_db)}, repo.offline)
+    store.write_frame(aside.config, aside.orders, aside.offline.iloc[3:])
+    os.replace(aside_db, tmp_path / "online.db")
+
+    values, stamps = store.read_frame(repo.config, repo.orders, ["c1", "c2"])
+    assert values["segment"].tolist() == ["gold", None] and stamps[0] == T1.timestamp()
+    # The old file's connection is closed: the unlinked file no longer takes disk space.
+    open_files = [os.readlink(fd) for fd in Path("/proc/self/fd").iterdir() if fd.is_symlink()]
+    assert f"{tmp_path / 'online.db'} (deleted)" not in open_files

@@ -2,21 +2,13 @@
 needs it answers 503 in the error schema and ``/readyz`` fails; once the store is back,
 both recover by themselves, in the same worker process.
 
-The outage is real: another process holds every lock of the store's WAL index
-exclusively (as a connection recovering the WAL does), so no SQLite reader can begin a
-read. (``BEGIN EXCLUSIVE`` would not do: in WAL mode it blocks writers only; nor would
-making the file unreadable, for a root process that keeps its file open.) SQLite retries
-such a read for about 10 s before it gives up, so each refused request takes that long.
+The outage is real (tests/serving/outage.py): another process holds the locks of the
+store's WAL index, and SQLite retries a read it cannot begin for about 10 s.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,45 +17,13 @@ from custlab.settings import Settings
 from features.store import latest_as_of, read_features
 from serving.schemas import ErrorBody
 from serving.scorers import UNKNOWN_CUSTOMER
+from tests.serving.outage import store_locked
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # Reads of a locked store queue behind one another, each giving up after ~10 s.
 TIMEOUT_S = 90
 RECOVERY_S = 60
-# The WAL index's eight locks (write, checkpoint, recover, five read marks) are bytes
-# 120-127 of the -shm file; a reader needs a shared lock on a read mark to begin.
-_HOLDER = """
-import fcntl, os, sqlite3, sys
-db = sys.argv[1]
-sqlite3.connect(db).execute("SELECT count(*) FROM sqlite_schema").fetchone()  # maps the index
-index = os.open(db + "-shm", os.O_RDWR)
-fcntl.lockf(index, fcntl.LOCK_EX, 8, 120)
-print("held", flush=True)
-sys.stdin.read()  # until the test closes stdin
-"""
-
-
-@contextmanager
-def store_locked(db: Path) -> Iterator[None]:
-    """Another process holds the online store's WAL index until the block ends."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(db)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        yield
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        try:
-            holder.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            holder.kill()
-            holder.wait()
 
 
 def _post(running, path: str, ids: list[str]) -> httpx.Response:
