@@ -220,12 +220,35 @@ def ablate(task: Task = "churn") -> None:
 
 
 @app.command()
-def monitor(task: Task = "churn") -> None:
-    """Write the drift report of the latest week against the champion's test window."""
+def monitor(
+    task: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this task (repeatable; default every task with a champion)."),
+    ] = None,
+    week: Annotated[
+        str | None, typer.Option(help="ISO week YYYY-Www (default: the newest snapshot's).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Backfill: every week from this one through --week.")
+    ] = None,
+    retrain: Annotated[
+        bool, typer.Option(help="Retrain (and gate) when the verdict says so.")
+    ] = True,
+    trials: Trials = 4,
+) -> None:
+    """The weekly run: each task's week against its champion's test window, the verdict
+    from its policy (retrain, alert or nothing), the retrain it calls for, and
+    reports/index.html."""
     from custlab import pipeline
+    from training.tune import TuneSpec
 
-    report = _run(pipeline.monitor, _settings(), task)
-    typer.echo(f"{report.summary.describe()}; report: {report.html}")
+    settings = _settings()
+    results = _run(
+        pipeline.monitor, settings, task, week, since, TuneSpec(n_trials=trials), None, retrain
+    )
+    for result in results:
+        typer.echo(result.describe())
+    typer.echo(f"index: {settings.reports_dir / 'index.html'}")
 
 
 @app.command("score-batch")

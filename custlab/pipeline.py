@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from features.labelled import LabelledTable
-    from monitoring.weekly import MonitorReport
+    from monitoring.weekly import WeekResult
     from serving.batch import BatchScores
     from training.tasks import TaskSpec
     from training.train import Evaluation, TrainOutcome
@@ -353,13 +353,51 @@ def ablate(settings: Settings, task_name: str, split: SplitSpec | None = None) -
     return table
 
 
-def monitor(settings: Settings, task_name: str) -> MonitorReport:
-    """Drift of the latest week against the champion's test window."""
-    from monitoring.weekly import monitor_task
-    from training.tasks import get_task
+def monitor(
+    settings: Settings,
+    tasks: list[str] | None = None,
+    week: str | None = None,
+    since: str | None = None,
+    tune: TuneSpec | None = None,
+    split: SplitSpec | None = None,
+    retrain: bool = True,
+) -> list[WeekResult]:
+    """The weekly run of every task with a champion (or of ``tasks``): ``week`` (default
+    the newest snapshot's), or every week from ``since`` through it, in order, so a
+    retrain in one week judges the next. Writes ``reports/index.html``."""
+    from monitoring.index import write_index
+    from monitoring.retrain import retrainer
+    from monitoring.weekly import audit_path, latest_week, monitor_week, write_business_week
+    from monitoring.weeks import IsoWeek, weeks_between
+    from training.registry import champion_version, use_tracking
+    from training.tasks import TASKS, get_task
+    from training.tune import TuneSpec
 
-    with step(f"{task_name}: drift report"):
-        return monitor_task(settings, get_task(task_name))
+    last = IsoWeek.parse(week) if week else latest_week(settings)
+    weeks = weeks_between(IsoWeek.parse(since), last) if since else [last]
+    if not weeks:
+        raise CustlabError(f"--since {since} is after the week monitored, {last}")
+    if tasks is None:
+        tasks = []
+        for name, task in TASKS.items():
+            use_tracking(settings, task.registered_model)
+            try:
+                champion_version(task.registered_model)
+            except CustlabError as error:
+                logger.info("%s: not monitored: %s", name, error)
+                continue
+            tasks.append(name)
+    retrain_task = None
+    if retrain:
+        retrain_task = retrainer(settings, tune or TuneSpec(), split or SplitSpec())
+    results = []
+    for each in weeks:
+        for name in tasks:
+            with step(f"{name}: week {each}"):
+                results.append(monitor_week(settings, get_task(name), each, retrain_task))
+        write_business_week(settings, each)
+        write_index(settings.reports_dir, audit_path(settings))
+    return results
 
 
 def score_batch(settings: Settings, reasons: bool = False) -> BatchScores:
@@ -471,7 +509,7 @@ def demo(
     settings: Settings, world: WorldSpec, tune: TuneSpec, split: SplitSpec = DEMO_SPLIT
 ) -> str:
     """The main job on the embedded profile: simulate, build features, train every task,
-    score every customer, check churn's drift; returns the closing summary."""
+    score every customer, run the newest week's monitoring; returns the closing summary."""
     from training.tasks import TASKS
 
     started = time.perf_counter()
@@ -480,7 +518,8 @@ def demo(
     outcomes = train_all(settings, tune, split)
     against_oracle = [compare_to_oracle(simulated, outcome) for outcome in outcomes]
     batch = score_batch(settings)
-    report = monitor(settings, "churn")
+    weekly = monitor(settings, tune=tune, split=split)
+    churn = next(r for r in weekly if r.task == "churn")
     home = settings.home.resolve()
     return "\n".join(
         [
@@ -497,7 +536,8 @@ def demo(
                 if comparison is not None
             ),
             f"every customer scored as of {batch.as_of:%Y-%m-%d}: {batch.folder}",
-            f"churn drift, latest week vs test window: {report.summary.describe()}",
+            f"weekly monitoring of {weekly[0].week} against each champion's test window:",
+            *(f"  {result.describe()}" for result in weekly),
             "",
             "next:",
             "  MLflow UI      .venv/bin/mlflow ui --backend-store-uri "
@@ -505,9 +545,9 @@ def demo(
             "  serve          .venv/bin/custlab serve",
             f"  score          curl -s -X POST http://{settings.serve_host}:{settings.serve_port}"
             "/v1/score -H 'content-type: application/json' "
-            f'-d \'{{"customer_ids": ["{report.example_customer}"]}}\'',
+            f'-d \'{{"customer_ids": ["{churn.example_customer}"]}}\'',
             "  one task       the same body at " + ", ".join(f"/v1/{name}" for name in TASKS),
-            f"  drift report   {report.html}",
+            f"  monitoring     {settings.reports_dir.resolve() / 'index.html'}",
             f"  clean up       rm -rf {home}",
         ]
     )

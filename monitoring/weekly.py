@@ -1,82 +1,471 @@
-"""The weekly check of one task: this week's rows against the champion's test window."""
+"""The weekly run of one task: the week's scored customers against the champion's own
+test window, the evidence, the verdict from the task's policy, the retrain it may call
+for, and the record of all of it (MLflow, the audit trail, the week's folder).
+
+The reference is the champion's test window (its version record says which as-of dates):
+the newest rows it was judged on, so a stable world stays quiet. The current rows are
+the customers of the week's snapshot (the one the online store served all week): those
+the prediction log shows were served, or every customer when nothing was served (what
+the batch scores). Both sides hold the task's population only and carry the champion's
+prediction as one more column.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from custlab.settings import Settings
-from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
+from features.contract import ENTITY_KEY, EVENT_TIMESTAMP, read_raw_tables
+from features.errors import CustlabError
 from features.store import read_features, read_snapshots
+from monitoring.audit import AUDIT_FILE, append_record, read_records
 from monitoring.columns import DriftSummary
+from monitoring.decision import Evidence, Performance, Verdict, decide, stale_reasons
 from monitoring.drift import drift_report
+from monitoring.outcomes import OWN_AVERAGE, weekly_outcomes
+from monitoring.policy import MonitorPolicy, load_policy
+from monitoring.quality import Quality, feed_volumes, missing_rises
+from monitoring.weeks import IsoWeek
+from serving.predictions import read_predictions
 from training.model_input import categorical_features, predict
 from training.record import ModelRecord
-from training.registry import CHAMPION, load_champion, use_tracking
+from training.registry import champion_version, load_version, use_tracking
 from training.tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
 
+MONITOR_EXPERIMENT = "custlab-monitoring"
+PREDICTION = "prediction"
+PREDICTIONS_FILE = "predictions.parquet"
+
 
 @dataclass(frozen=True)
-class MonitorReport:
-    html: Path
-    summary: DriftSummary
+class Retrained:
+    """What a retrain decided by monitoring made: the version and the gate's verdict."""
+
+    run_id: str
+    version: str
+    promoted: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Retrain:
+    """Trains a task as if at the given moment (only labels matured by then); its split
+    tests on the newest ``test_dates`` matured as-of dates."""
+
+    train: Callable[[TaskSpec, pd.Timestamp], Retrained]
+    test_dates: int
+
+
+@dataclass(frozen=True)
+class WeekResult:
+    task: str
+    week: IsoWeek
+    evidence: Evidence
+    verdict: Verdict
+    retrained: Retrained | None
+    folder: Path
     example_customer: str
 
+    def describe(self) -> str:
+        line = f"{self.task} {self.week}: {self.verdict.describe()}"
+        if self.retrained:
+            moved = "promoted" if self.retrained.promoted else "not promoted"
+            line += f" -> v{self.retrained.version} {moved} ({self.retrained.reason})"
+        return line
 
-def monitor_task(settings: Settings, task: TaskSpec) -> MonitorReport:
-    """Drift report of the newest as-of week against the champion's test window (the
-    newest rows it was judged on, so a stable world stays quiet).
 
-    Both sides hold the customers the task scores (for churn: active ones), with the
-    champion's prediction as one more column, so a shift in who is scored and a shift
-    in what the model says are both visible.
-    """
-    use_tracking(settings, task.registered_model)
-    booster, version = load_champion(task.registered_model)
+def week_folder(settings: Settings, task: str, week: IsoWeek) -> Path:
+    return settings.reports_dir / str(week) / task
+
+
+def audit_path(settings: Settings) -> Path:
+    return settings.reports_dir / AUDIT_FILE
+
+
+def _champion(task: TaskSpec) -> tuple[str, ModelRecord]:
+    version = champion_version(task.registered_model)
     record = ModelRecord.read(task.registered_model, version)
-    features = list(booster.feature_name())
+    if record.labelled_table is not None:
+        raise CustlabError(
+            f"{task.registered_model} v{version} learned from labelled table "
+            f"{record.labelled_table}, which has no weeks to monitor"
+        )
+    return version, record
 
-    stamps = read_snapshots(settings, "orders", [EVENT_TIMESTAMP])[EVENT_TIMESTAMP].unique()
-    latest = stamps.max()
-    dates = record.test_window.as_of_dates(pd.DatetimeIndex(stamps)).append(
-        pd.DatetimeIndex([latest])
-    )
-    rows = read_features(settings, features, dates)
-    # The same population rule the task trains and serves on.
+
+def _scored(
+    settings: Settings, task: TaskSpec, version: str, record: ModelRecord, dates: pd.DatetimeIndex
+) -> pd.DataFrame:
+    """The population's snapshot rows at ``dates`` with the champion's prediction (one
+    number a row: a multiclass model's is the probability of its top class)."""
+    booster = load_version(task.registered_model, version)
+    rows = read_features(settings, record.features, dates)
     rows = rows[task.population(rows)].reset_index(drop=True)
     prediction = predict(booster, rows, record.calibration)
-    # One number per row: a multiclass model's is the probability of its top class.
-    rows["prediction"] = prediction.max(axis=1) if prediction.ndim == 2 else prediction
-    current = rows[rows[EVENT_TIMESTAMP] == latest]
-    reference = rows[rows[EVENT_TIMESTAMP] != latest]
+    if prediction.ndim == 2:
+        for i, name in enumerate(record.classes):
+            rows[f"p_{name}"] = prediction[:, i]
+        rows[PREDICTION] = prediction.max(axis=1)
+    else:
+        rows[PREDICTION] = prediction
+    return rows
 
-    out_dir = settings.reports_dir / task.name / f"{latest:%Y-%m-%d}"
-    categorical = categorical_features(features)
+
+def _served(settings: Settings, task: TaskSpec, week: IsoWeek) -> pd.Index:
+    """The customers the service scored online in ``week`` (pseudonyms)."""
+    log = read_predictions(settings.prediction_log_dir, task.name)
+    if log.empty:
+        return pd.Index([])
+    inside = (log["logged_at"] >= week.start) & (log["logged_at"] < week.end)
+    online = log[inside & (log["source"] == "online") & ~log["unknown"].astype(bool)]
+    return pd.Index(online[ENTITY_KEY].unique())
+
+
+def _own_averages(
+    settings: Settings, reference: pd.DataFrame, current: pd.DataFrame, week: IsoWeek
+) -> dict[IsoWeek, pd.Series]:
+    """Per week, its scored customers' own average order value as of the week's start
+    (read from the orders snapshot: it need not be an input of the model)."""
+    averages = {}
+    for rows, key in ((reference, None), (current, week)):
+        dates = pd.DatetimeIndex(rows[EVENT_TIMESTAMP].unique())
+        values = read_snapshots(
+            settings, "orders", [ENTITY_KEY, EVENT_TIMESTAMP, OWN_AVERAGE], dates
+        )
+        scored = rows[[ENTITY_KEY, EVENT_TIMESTAMP]].merge(
+            values, on=[ENTITY_KEY, EVENT_TIMESTAMP], how="left"
+        )
+        for date, group in scored.groupby(EVENT_TIMESTAMP):
+            averages[key or IsoWeek.of(date)] = group.set_index(ENTITY_KEY)[OWN_AVERAGE]
+    averages.setdefault(week, pd.Series(dtype=np.float64))
+    return averages
+
+
+def _features_only(summary: DriftSummary, features: list[str], share: float) -> DriftSummary:
+    columns = {name: summary.columns[name] for name in features}
+    drifted = sum(c.drifted for c in columns.values())
+    fraction = drifted / len(columns) if columns else 0.0
+    return DriftSummary(fraction, bool(columns) and fraction >= share, share, columns)
+
+
+def _matured_performance(
+    settings: Settings, task: TaskSpec, tables: dict[str, pd.DataFrame], week: IsoWeek
+) -> Performance | None:
+    """The newest earlier week whose labels have matured by the end of ``week`` and whose
+    predictions were kept, scored on those labels."""
+    horizon = pd.Timedelta(days=task.horizon_days)
+    candidates = [
+        IsoWeek.parse(r["week"])
+        for r in read_records(audit_path(settings), "decision")
+        if r["task"] == task.name
+    ]
+    matured = sorted(
+        (w for w in set(candidates) if w < week and w.start + horizon <= week.end), reverse=True
+    )
+    for past in matured:
+        kept = week_folder(settings, task.name, past) / PREDICTIONS_FILE
+        if not kept.exists():
+            continue
+        predicted = pd.read_parquet(kept)
+        labels = task.label_frame(tables, pd.DatetimeIndex([past.start]), week.end)
+        frame = predicted.merge(labels, on=ENTITY_KEY, how="inner")
+        if frame.empty:
+            continue
+        columns = [c for c in predicted.columns if c.startswith("p_")] or [PREDICTION]
+        prediction = frame[columns].to_numpy()
+        prediction = prediction[:, 0] if prediction.shape[1] == 1 else prediction
+        version = str(predicted["model_version"].iloc[0])
+        record = ModelRecord.read(task.registered_model, version)
+        metric = task.primary_metric
+        return Performance(
+            past,
+            version,
+            metric,
+            float(task.metrics(frame, prediction)[metric]),
+            float(record.metrics[metric]),
+            len(frame),
+        )
+    return None
+
+
+def _review(
+    settings: Settings, task: TaskSpec, policy: MonitorPolicy, performance: Performance
+) -> dict[str, Any] | None:
+    """Whether the decision of the matured week was right, once: a retrain or alert was
+    right if performance did fall, nothing was right if it held."""
+    records = read_records(audit_path(settings))
+    if any(
+        r["kind"] == "review"
+        and r["task"] == task.name
+        and r["reviewed_week"] == str(performance.week)
+        for r in records
+    ):
+        return None
+    decided = [
+        r
+        for r in records
+        if r["kind"] == "decision" and r["task"] == task.name and r["week"] == str(performance.week)
+    ]
+    if not decided:
+        return None
+    action = decided[-1]["verdict"]["action"]
+    fell = performance.drop >= policy.performance_drop
+    right = fell if action in ("retrain", "alert") else not fell
+    return {
+        "kind": "review",
+        "task": task.name,
+        "reviewed_week": str(performance.week),
+        "action": action,
+        "performance": performance.to_dict(),
+        "performance_fell": fell,
+        "right": right,
+        "note": (
+            f"{action} in {performance.week} was {'right' if right else 'wrong'}: "
+            f"{performance.describe()}, "
+            + ("a drop" if fell else "within")
+            + f" the policy's {policy.performance_drop}"
+        ),
+    }
+
+
+def _change_began(settings: Settings, task: str, week: IsoWeek) -> IsoWeek:
+    """The first week of the unbroken run of stale weeks that ends with ``week``."""
+    stale = {
+        IsoWeek.parse(r["week"])
+        for r in read_records(audit_path(settings), "decision")
+        if r["task"] == task and r.get("stale")
+    }
+    began = week
+    while began.shifted(-1) in stale:
+        began = began.shifted(-1)
+    return began
+
+
+def _last_retrain(settings: Settings, task: str) -> IsoWeek | None:
+    weeks = [
+        IsoWeek.parse(r["week"])
+        for r in read_records(audit_path(settings), "decision")
+        if r["task"] == task and r.get("retrained")
+    ]
+    return max(weeks) if weeks else None
+
+
+def monitor_week(
+    settings: Settings, task: TaskSpec, week: IsoWeek, retrain: Retrain | None = None
+) -> WeekResult:
+    """Evidence, verdict and (when the verdict is retrain and ``retrain`` is given) the
+    retrain of one task for one week, recorded in MLflow, the audit trail and the
+    week's folder.
+
+    Raises:
+        CustlabError: No champion, no snapshot as of the week's Monday, or a champion
+            that learned from a labelled table.
+    """
+    use_tracking(settings, task.registered_model)
+    version, record = _champion(task)
+    policy = load_policy(settings, task.name)
+    unknown = sorted(set(policy.key_features) - set(record.features))
+    if unknown:
+        raise CustlabError(
+            f"policy of {task.name}: key feature(s) {', '.join(unknown)} are not inputs of "
+            f"{task.registered_model} v{version}"
+        )
+    stamps = pd.DatetimeIndex(
+        read_snapshots(settings, "orders", [EVENT_TIMESTAMP])[EVENT_TIMESTAMP].unique()
+    ).sort_values()
+    if week.start not in stamps:
+        raise CustlabError(
+            f"no snapshot as of {week.start:%Y-%m-%d} (the Monday of {week}); snapshots cover "
+            f"{stamps[0]:%Y-%m-%d} .. {stamps[-1]:%Y-%m-%d}"
+        )
+    reference_dates = record.test_window.as_of_dates(stamps)
+    reference = _scored(settings, task, version, record, reference_dates)
+    current = _scored(settings, task, version, record, pd.DatetimeIndex([week.start]))
+    served = _served(settings, task, week)
+    source = "snapshot (nothing served online this week)"
+    if len(served):
+        current = current[current[ENTITY_KEY].isin(served)].reset_index(drop=True)
+        source = f"prediction log ({len(served):,} customers served)"
+    elif (settings.scores_dir / f"{week.start:%Y-%m-%d}" / f"{task.name}.parquet").exists():
+        source = "batch scores"
+
+    folder = week_folder(settings, task.name, week)
+    categorical = categorical_features(record.features)
+    numerical = [f for f in record.features if f not in categorical]
     summary = drift_report(
         reference,
         current,
-        numerical=[f for f in features if f not in categorical] + ["prediction"],
+        numerical=numerical + [PREDICTION],
         categorical=categorical,
-        out_dir=out_dir,
+        out_dir=folder,
+        drift_share=policy.drift_share,
         max_reference_rows=20_000,
         seed=settings.seed,
     )
-    logger.info(
-        "%s@%s v%s: reference %d rows, current %d rows (week of %s)",
-        task.registered_model,
-        CHAMPION,
-        version,
-        len(reference),
-        len(current),
-        f"{latest:%Y-%m-%d}",
+    tables = read_raw_tables(settings.raw_dir)
+    reference_weeks = [IsoWeek.of(d) for d in reference_dates]
+    own_average = _own_averages(settings, reference, current, week)
+    evidence = Evidence(
+        week=week,
+        version=version,
+        source=source,
+        rows=len(current),
+        drift=_features_only(summary, record.features, policy.drift_share),
+        prediction=summary.columns[PREDICTION],
+        quality=Quality(
+            missing_rises(reference, current, record.features, policy.missing_share_rise),
+            feed_volumes(
+                tables, week, reference_weeks, {w: len(c) for w, c in own_average.items()}
+            ),
+        ),
+        outcomes=weekly_outcomes(tables["orders"], week, reference_weeks, own_average),
+        performance=_matured_performance(settings, task, tables, week),
+        key_features=policy.key_features,
     )
-    return MonitorReport(
-        html=out_dir / "drift.html",
-        summary=summary,
-        example_customer=str(current[ENTITY_KEY].iloc[0]),
+    stale = bool(stale_reasons(policy, evidence))
+    labels_due = None
+    if stale and retrain is not None:
+        began = _change_began(settings, task.name, week)
+        labels_due = (
+            began.start
+            + pd.Timedelta(weeks=retrain.test_dates - 1)
+            + pd.Timedelta(days=task.horizon_days)
+        )
+    verdict = decide(policy, evidence, _last_retrain(settings, task.name), labels_due)
+    kept = current[[ENTITY_KEY, PREDICTION, *(c for c in current if c.startswith("p_"))]]
+    kept.assign(model_version=version).to_parquet(folder / PREDICTIONS_FILE, index=False)
+
+    review = _review(settings, task, policy, evidence.performance) if evidence.performance else None
+    retrained = None
+    if verdict.action == "retrain" and retrain is not None:
+        logger.info("%s %s: retraining as of %s", task.name, week, f"{week.end:%Y-%m-%d}")
+        retrained = retrain.train(task, week.end)
+    result = WeekResult(
+        task.name,
+        week,
+        evidence,
+        verdict,
+        retrained,
+        folder,
+        str(current[ENTITY_KEY].iloc[0]) if len(current) else "",
     )
+    _record(settings, result, review, policy, stale)
+    logger.info("%s", result.describe())
+    return result
+
+
+def _record(
+    settings: Settings,
+    result: WeekResult,
+    review: dict[str, Any] | None,
+    policy: MonitorPolicy,
+    stale: bool,
+) -> None:
+    """The week in MLflow (a run of ``custlab-monitoring``), in the audit trail and as
+    ``evidence.json`` in its folder."""
+    import mlflow
+
+    decision = {
+        "kind": "decision",
+        "task": result.task,
+        "week": str(result.week),
+        "champion": f"{result.evidence.version}",
+        "policy": policy.model_dump(mode="json"),
+        "evidence": result.evidence.to_dict(),
+        "verdict": {"action": result.verdict.action, "reasons": list(result.verdict.reasons)},
+        "stale": stale,
+        "retrained": None,
+        "report": str(result.folder.relative_to(settings.reports_dir)),
+    }
+    use_tracking(settings, MONITOR_EXPERIMENT)
+    with mlflow.start_run(run_name=f"{result.task} {result.week}") as run:
+        mlflow.set_tags(
+            {
+                "task": result.task,
+                "week": str(result.week),
+                "champion_version": result.evidence.version,
+                "verdict": result.verdict.action,
+                "source": result.evidence.source,
+            }
+        )
+        metrics = {
+            "rows": result.evidence.rows,
+            "drift_share": result.evidence.drift.share_drifted,
+            "prediction_drift_score": result.evidence.prediction.score,
+        }
+        for outcome in result.evidence.outcomes:
+            metrics[outcome.name.replace(" ", "_") + "_change"] = outcome.change
+        if result.evidence.performance:
+            metrics["matured_" + result.evidence.performance.metric] = (
+                result.evidence.performance.value
+            )
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+        if result.retrained:
+            decision["retrained"] = {
+                "run_id": result.retrained.run_id,
+                "version": result.retrained.version,
+                "promoted": result.retrained.promoted,
+                "gate": result.retrained.reason,
+            }
+            mlflow.set_tags(
+                {
+                    "retrain_run_id": result.retrained.run_id,
+                    "retrain_version": result.retrained.version,
+                    "retrain_promoted": str(result.retrained.promoted),
+                }
+            )
+        decision["mlflow_run_id"] = run.info.run_id
+        (result.folder / "evidence.json").write_text(json.dumps(decision, indent=2, default=str))
+        mlflow.log_artifacts(str(result.folder), "week")
+    if review:
+        append_record(audit_path(settings), review)
+    append_record(audit_path(settings), decision)
+    use_tracking(settings, f"custlab-{result.task}")
+
+
+def latest_week(settings: Settings) -> IsoWeek:
+    """The week of the newest snapshot."""
+    stamps = read_snapshots(settings, "orders", [EVENT_TIMESTAMP])[EVENT_TIMESTAMP]
+    return IsoWeek.of(stamps.max())
+
+
+def write_business_week(settings: Settings, week: IsoWeek) -> Path:
+    """The week's business view (``reports/<week>/business.html`` and ``.json``), with
+    churn's risk tiers from the week's churn predictions where churn was monitored."""
+    from monitoring.business import business_view, segment_dates
+    from monitoring.index import page
+    from training.tasks import get_task
+
+    tables = read_raw_tables(settings.raw_dir)
+    try:
+        segments = read_snapshots(settings, "segments", dates=list(segment_dates(week.start)))
+    except CustlabError:
+        segments = None  # a source whose segments were never published
+    tiers = None
+    churn = week_folder(settings, "churn", week) / PREDICTIONS_FILE
+    if churn.exists():
+        predicted = pd.read_parquet(churn)
+        task = get_task("churn")
+        version = str(predicted["model_version"].iloc[0]) if len(predicted) else None
+        if version is not None:
+            cuts = ModelRecord.read(task.registered_model, version).tier_cuts
+            chosen = task.policy.decide_all(predicted[PREDICTION].to_numpy(), cuts)
+            names = np.array([tier.name for tier in task.policy.tiers])
+            tiers = pd.Series(names[chosen], index=predicted[ENTITY_KEY])
+    view = business_view(tables, segments, week.start, tiers)
+    folder = settings.reports_dir / str(week)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "business.json").write_text(json.dumps(view.to_dict(), indent=2))
+    path = folder / "business.html"
+    path.write_text(page(f"custlab business view · week {week}", view.html()))
+    return path

@@ -80,13 +80,38 @@ def test_registry_holds_a_documented_champion(demo_home):
     assert len(trials) == DEMO_TUNING.n_trials
 
 
-def test_drift_report_written_as_html_and_json(demo_home):
-    reports = list((demo_home / "reports" / "churn").glob("*/"))
-    assert len(reports) == 1
-    summary = json.loads((reports[0] / "summary.json").read_text())
-    assert "prediction" in summary["columns"] and 0 <= summary["share_drifted"] <= 1
-    assert (reports[0] / "drift.html").stat().st_size > 10_000
-    assert json.loads((reports[0] / "drift.json").read_text())["metrics"]
+def test_weekly_run_records_each_task_and_renders_for_a_reviewer(demo_home):
+    from monitoring.audit import read_records
+    from monitoring.browser import check_page
+    from training.tasks import TASKS
+
+    reports = demo_home / "reports"
+    decisions = read_records(reports / "audit.jsonl", "decision")
+    assert sorted(d["task"] for d in decisions) == sorted(TASKS)
+    (week,) = {d["week"] for d in decisions}
+    for decision in decisions:
+        folder = reports / decision["report"]
+        summary = json.loads((folder / "summary.json").read_text())
+        assert "prediction" in summary["columns"] and 0 <= summary["share_drifted"] <= 1
+        assert (folder / "drift.html").stat().st_size > 10_000
+        assert json.loads((folder / "drift.json").read_text())["metrics"]
+        assert decision["verdict"]["action"] in {"retrain", "alert", "nothing"}
+        assert decision["verdict"]["reasons"] and decision["mlflow_run_id"]
+    client = MlflowClient(tracking_uri=Settings(home=demo_home).mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name("custlab-monitoring")
+    runs = client.search_runs([experiment.experiment_id])
+    assert {r.data.tags["task"] for r in runs} == set(TASKS)
+    assert {r.data.tags["week"] for r in runs} == {week}
+    business = json.loads((reports / week / "business.json").read_text())
+    assert business["orders"]["active_customers"]["this_week"] > 0
+    for page in (
+        reports / "index.html",
+        reports / week / "churn" / "index.html",
+        reports / week / "business.html",
+    ):
+        seen = check_page(page)
+        assert seen.ok, (page, seen.console_errors, seen.page_errors, seen.external_urls)
+        assert seen.text_length > 200
 
 
 def _custlab(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

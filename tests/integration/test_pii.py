@@ -93,7 +93,7 @@ def test_canaries_reach_no_store_model_report_or_log(tmp_path: Path, caplog, cli
     if not outcome.promoted:
         # A world this small may tie its baseline; a person's promotion serves it anyway.
         pipeline.promote(settings, "churn", outcome.model_version, "privacy test")
-    pipeline.monitor(settings, "churn")
+    pipeline.monitor(settings, ["churn"])
     # The application asks by its own id; the door pseudonymizes it as ingest did.
     from serving.scorers import Scoring
 
