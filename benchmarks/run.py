@@ -315,6 +315,14 @@ def drift(args: argparse.Namespace) -> list[dict]:
     return compare(args.world_customers, args.rounds)
 
 
+def weekly(args: argparse.Namespace) -> list[dict]:
+    """``custlab monitor --no-retrain`` for the four tasks on the demo world (``--customers``),
+    with a target of 60 seconds."""
+    from benchmarks.weekly import compare
+
+    return compare(args.customers, args.rounds)
+
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[dict]]] = {
     "serving": serving,
     "score_batch": score_batch,
@@ -325,6 +333,7 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[dict]]] = {
     "tuning": tuning,
     "telco_churn": telco_churn,
     "drift": drift,
+    "weekly": weekly,
 }
 
 

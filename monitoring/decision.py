@@ -15,6 +15,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from monitoring.columns import ColumnDrift, DriftSummary
+from monitoring.mix import MixShift
 from monitoring.outcomes import Outcome
 from monitoring.policy import MonitorPolicy
 from monitoring.quality import Quality
@@ -68,6 +69,7 @@ class Evidence:
     outcomes: tuple[Outcome, ...] = ()
     performance: Performance | None = None
     key_features: tuple[str, ...] = field(default=())
+    mix: tuple[MixShift, ...] = ()
 
     @property
     def key_drifted(self) -> list[str]:
@@ -91,6 +93,7 @@ class Evidence:
             "quality": self.quality.to_dict(),
             "outcomes": [o.to_dict() for o in self.outcomes],
             "performance": self.performance.to_dict() if self.performance else None,
+            "mix": [m.to_dict() for m in self.mix],
         }
 
 
@@ -98,6 +101,7 @@ class Evidence:
 class Verdict:
     action: Action
     reasons: tuple[str, ...]
+    retrain_due: pd.Timestamp | None = None  # a retrain decided, waiting for labels
 
     def describe(self) -> str:
         return f"{self.action}: " + "; ".join(self.reasons)
@@ -124,6 +128,7 @@ def decide(
     evidence: Evidence,
     last_retrain: IsoWeek | None = None,
     labels_due: pd.Timestamp | None = None,
+    pending: tuple[IsoWeek, pd.Timestamp] | None = None,
 ) -> Verdict:
     """The verdict of one week.
 
@@ -135,6 +140,8 @@ def decide(
             for a retrain to be tested on them. Until then a retrain would learn and be
             judged on the world before the change only, so it waits (an alert); a fall
             in matured performance retrains at once.
+        pending: A retrain decided in an earlier week and when its labels are due: it
+            goes ahead once they are, whatever this week shows (short of broken data).
     """
     if evidence.rows < policy.min_sample:
         return Verdict(
@@ -151,17 +158,27 @@ def decide(
         fell = evidence.performance and evidence.performance.drop >= policy.performance_drop
         if not fell and labels_due is not None and evidence.week.end < labels_due:
             wait = f"retrain waits for post-change labels (matured by {labels_due:%Y-%m-%d})"
-            return Verdict("alert", (*stale, wait))
+            return Verdict("alert", (*stale, wait), retrain_due=labels_due)
         if last_retrain is not None and 0 <= last_retrain.weeks_until(evidence.week) < (
             policy.cooldown_weeks
         ):
             cooldown = f"cooldown: retrained in week {last_retrain}"
             return Verdict("alert", (*stale, cooldown))
         return Verdict("retrain", tuple(stale))
+    if pending is not None:
+        decided, due = pending
+        if evidence.week.end >= due:
+            return Verdict(
+                "retrain",
+                (f"retrain decided in week {decided}: labels from after the change have matured",),
+            )
+        wait = f"retrain decided in week {decided} waits for labels (matured by {due:%Y-%m-%d})"
+        return Verdict("alert", (wait,), retrain_due=due)
 
     covariate = []
     if evidence.drift.dataset_drift:
         covariate.append(f"covariate drift: {evidence.drift.describe()}")
+    covariate += [f"covariate drift: {m.describe()}" for m in evidence.mix if m.shifted]
     if evidence.prediction.drifted:
         covariate.append(
             f"prediction drift ({evidence.prediction.method} {evidence.prediction.score:.3g})"

@@ -131,6 +131,18 @@ def write_weekpage(folder: Path, decision: dict[str, Any]) -> Path:
                 f"({100 * outcome['change']:+.1f}%, p={outcome['p_value']:.2g})",
             )
         )
+    for shift in evidence.get("mix", []):
+        moved = ", ".join(
+            f"{k} {100 * shift['reference'].get(k, 0):.0f}% -> {100 * v:.0f}%"
+            for k, v in shift["current"].items()
+        )
+        verdict_word = "changed" if shift["shifted"] else "held"
+        facts.append(
+            (
+                f"newest customers' {shift['feature']}",
+                f"{verdict_word}: {moved} (p={shift['p_value']:.2g})",
+            )
+        )
     quality = evidence["quality"]
     facts.append(
         (

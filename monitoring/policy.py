@@ -58,6 +58,12 @@ class MonitorPolicy(BaseModel):
         description="Fall of a raw table's rows in the week against the reference weeks' "
         "mean, per active customer (data quality: a feed broke).",
     )
+    mix_features: tuple[str, ...] = Field(
+        ("acquisition_channel", "region", "age_band"),
+        description="Who the customers are: a change of their mix among the newest "
+        "customers is reported as covariate drift (an alert).",
+    )
+    mix_p_value: float = Field(0.001, gt=0, lt=1)
     min_sample: int = Field(
         300, ge=1, description="Fewer scored rows in a week than this: no verdict."
     )

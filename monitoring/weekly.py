@@ -25,11 +25,12 @@ import pandas as pd
 from custlab.settings import Settings
 from features.contract import ENTITY_KEY, EVENT_TIMESTAMP, read_raw_tables
 from features.errors import CustlabError
-from features.store import read_features, read_snapshots
+from features.store import published_families, read_features, read_snapshots
 from monitoring.audit import AUDIT_FILE, append_record, read_records
 from monitoring.columns import DriftSummary
 from monitoring.decision import Evidence, Performance, Verdict, decide, stale_reasons
 from monitoring.drift import drift_report
+from monitoring.mix import TENURE, MixShift, mix_shifts
 from monitoring.outcomes import OWN_AVERAGE, weekly_outcomes
 from monitoring.policy import MonitorPolicy, load_policy
 from monitoring.quality import Quality, feed_volumes, missing_rises
@@ -131,24 +132,45 @@ def _served(settings: Settings, task: TaskSpec, week: IsoWeek) -> pd.Index:
     return pd.Index(online[ENTITY_KEY].unique())
 
 
+def _snapshot_columns(
+    settings: Settings, family: str, columns: list[str], rows: pd.DataFrame
+) -> pd.DataFrame:
+    """``columns`` of a feature family's snapshot for each of ``rows`` (by customer and
+    as-of date), whether or not the model reads them; empty where the family was not
+    published."""
+    keys = [ENTITY_KEY, EVENT_TIMESTAMP]
+    if family not in published_families(settings):
+        return rows[keys].assign(**{c: np.nan for c in columns})
+    dates = pd.DatetimeIndex(rows[EVENT_TIMESTAMP].unique())
+    values = read_snapshots(settings, family, keys + columns, dates)
+    return rows[keys].merge(values, on=keys, how="left")
+
+
 def _own_averages(
     settings: Settings, reference: pd.DataFrame, current: pd.DataFrame, week: IsoWeek
 ) -> dict[IsoWeek, pd.Series]:
-    """Per week, its scored customers' own average order value as of the week's start
-    (read from the orders snapshot: it need not be an input of the model)."""
+    """Per week, its scored customers' own average order value as of the week's start."""
     averages = {}
     for rows, key in ((reference, None), (current, week)):
-        dates = pd.DatetimeIndex(rows[EVENT_TIMESTAMP].unique())
-        values = read_snapshots(
-            settings, "orders", [ENTITY_KEY, EVENT_TIMESTAMP, OWN_AVERAGE], dates
-        )
-        scored = rows[[ENTITY_KEY, EVENT_TIMESTAMP]].merge(
-            values, on=[ENTITY_KEY, EVENT_TIMESTAMP], how="left"
-        )
+        scored = _snapshot_columns(settings, "orders", [OWN_AVERAGE], rows)
         for date, group in scored.groupby(EVENT_TIMESTAMP):
             averages[key or IsoWeek.of(date)] = group.set_index(ENTITY_KEY)[OWN_AVERAGE]
     averages.setdefault(week, pd.Series(dtype=np.float64))
     return averages
+
+
+def _mix(
+    settings: Settings, policy: MonitorPolicy, reference: pd.DataFrame, current: pd.DataFrame
+) -> tuple[MixShift, ...]:
+    """The newest customers' mix, read from the profile snapshot."""
+    columns = [TENURE, *policy.mix_features]
+    try:
+        sides = [
+            _snapshot_columns(settings, "profile", columns, rows) for rows in (reference, current)
+        ]
+    except CustlabError:
+        return ()
+    return mix_shifts(*sides, policy.mix_features, policy.mix_p_value)
 
 
 def _features_only(summary: DriftSummary, features: list[str], share: float) -> DriftSummary:
@@ -238,17 +260,40 @@ def _review(
     }
 
 
+# A change stays one change across this many quiet weeks in between: a week's evidence
+# can dip below significance while the world stays changed.
+STREAK_GAP_WEEKS = 2
+
+
 def _change_began(settings: Settings, task: str, week: IsoWeek) -> IsoWeek:
-    """The first week of the unbroken run of stale weeks that ends with ``week``."""
+    """The first week of the run of stale weeks that ends with ``week``, bridging gaps of
+    up to :data:`STREAK_GAP_WEEKS` quiet weeks."""
     stale = {
         IsoWeek.parse(r["week"])
         for r in read_records(audit_path(settings), "decision")
         if r["task"] == task and r.get("stale")
     }
     began = week
-    while began.shifted(-1) in stale:
-        began = began.shifted(-1)
-    return began
+    while True:
+        earlier = [began.shifted(-k) for k in range(1, STREAK_GAP_WEEKS + 2)]
+        found = [w for w in earlier if w in stale]
+        if not found:
+            return began
+        began = min(found)
+
+
+def _pending_retrain(settings: Settings, task: str) -> tuple[IsoWeek, pd.Timestamp] | None:
+    """A retrain decided but waiting for labels, with its due date, unless a retrain has
+    run since it was decided."""
+    pending = None
+    for record in read_records(audit_path(settings), "decision"):
+        if record["task"] != task:
+            continue
+        if record.get("retrained"):
+            pending = None
+        elif record.get("retrain_due") and pending is None:
+            pending = (IsoWeek.parse(record["week"]), pd.Timestamp(record["retrain_due"]))
+    return pending
 
 
 def _last_retrain(settings: Settings, task: str) -> IsoWeek | None:
@@ -331,6 +376,7 @@ def monitor_week(
         outcomes=weekly_outcomes(tables["orders"], week, reference_weeks, own_average),
         performance=_matured_performance(settings, task, tables, week),
         key_features=policy.key_features,
+        mix=_mix(settings, policy, reference, current),
     )
     stale = bool(stale_reasons(policy, evidence))
     labels_due = None
@@ -341,7 +387,13 @@ def monitor_week(
             + pd.Timedelta(weeks=retrain.test_dates - 1)
             + pd.Timedelta(days=task.horizon_days)
         )
-    verdict = decide(policy, evidence, _last_retrain(settings, task.name), labels_due)
+    verdict = decide(
+        policy,
+        evidence,
+        _last_retrain(settings, task.name),
+        labels_due,
+        _pending_retrain(settings, task.name) if retrain is not None else None,
+    )
     kept = current[[ENTITY_KEY, PREDICTION, *(c for c in current if c.startswith("p_"))]]
     kept.assign(model_version=version).to_parquet(folder / PREDICTIONS_FILE, index=False)
 
@@ -384,6 +436,9 @@ def _record(
         "evidence": result.evidence.to_dict(),
         "verdict": {"action": result.verdict.action, "reasons": list(result.verdict.reasons)},
         "stale": stale,
+        "retrain_due": result.verdict.retrain_due.isoformat()
+        if result.verdict.retrain_due is not None
+        else None,
         "retrained": None,
         "report": str(result.folder.relative_to(settings.reports_dir)),
     }

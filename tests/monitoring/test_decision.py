@@ -104,3 +104,15 @@ def test_a_retrain_waits_for_labels_from_after_the_change() -> None:
     # Matured labels showing the fall need no wait.
     fell = Performance(WEEK.shifted(-13), "3", "roc_auc", 0.80, 0.85, 2_000)
     assert decide(POLICY, evidence(performance=fell), labels_due=later).action == "retrain"
+
+
+def test_a_waiting_retrain_goes_ahead_once_due_even_on_a_quiet_week() -> None:
+    decided = WEEK.shifted(-4)
+    due = WEEK.end - pd.Timedelta(days=1)
+    verdict = decide(POLICY, evidence(), pending=(decided, due))
+    assert verdict.action == "retrain" and str(decided) in verdict.reasons[0]
+    early = decide(POLICY, evidence(), pending=(decided, WEEK.end + pd.Timedelta(days=3)))
+    assert early.action == "alert" and early.retrain_due is not None
+    # Broken data still comes first.
+    broken = Quality((MissingRise("days_since_last_event", 0.02, 0.6),), ())
+    assert decide(POLICY, evidence(quality=broken), pending=(decided, due)).action == "alert"

@@ -105,3 +105,29 @@ def test_feed_volume_per_customer_and_feeds_too_small_to_judge() -> None:
     (events,) = feed_volumes(tables, WEEK, REFERENCE, customers)
     assert events == FeedVolume("events", 5.0, 2.0)
     assert events.change == pytest.approx(-0.6)
+
+
+def test_the_newest_customers_mix_is_compared_and_older_customers_are_left_out() -> None:
+    from monitoring.mix import mix_shifts
+
+    def rows(channels: list[str], tenure: float) -> pd.DataFrame:
+        return pd.DataFrame({"tenure_days": tenure, "acquisition_channel": channels})
+
+    steady = ["search"] * 60 + ["social"] * 40
+    reference = pd.concat([rows(steady * 2, 10.0), rows(["search"] * 500, 400.0)])
+    # Old customers, whatever their channel, are not the newest customers.
+    old = rows(["social"] * 500, 400.0)
+    (same,) = mix_shifts(
+        reference, pd.concat([rows(steady, 7.0), old]), ["acquisition_channel"], 1e-3
+    )
+    assert not same.shifted and same.current == {"search": 0.6, "social": 0.4}
+    moved = rows(["search"] * 20 + ["social"] * 80, 7.0)
+    (shift,) = mix_shifts(reference, moved, ["acquisition_channel", "absent"], 1e-3)
+    assert shift.shifted and shift.current["social"] == pytest.approx(0.8)
+    assert "social 40% -> 80%" in shift.describe()
+    # A customer seen at several dates of a window counts once.
+    twice = pd.concat([rows(steady, 7.0)] * 3).assign(customer_id=[f"c{i}" for i in range(100)] * 3)
+    (once,) = mix_shifts(twice, moved, ["acquisition_channel"], 1e-3)
+    assert once.p_value > shift.p_value
+    # Too few of the newest customers on a side: no verdict.
+    assert mix_shifts(reference, rows(["social"] * 10, 7.0), ["acquisition_channel"], 1e-3) == ()
