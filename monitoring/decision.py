@@ -19,9 +19,14 @@ from monitoring.mix import MixShift
 from monitoring.outcomes import Outcome
 from monitoring.policy import MonitorPolicy
 from monitoring.quality import Quality
+from monitoring.shadow import ShadowComparison
 from monitoring.weeks import IsoWeek
 
 Action = Literal["retrain", "alert", "nothing"]
+# What the verdict rests on, for reviewing it once labels mature: "stale" (the model no
+# longer holds, whether retrained now, later or not in the cooldown), "quality" (broken
+# data), "covariate" (the customers changed, the model may hold), "quiet", "few rows".
+Basis = Literal["stale", "quality", "covariate", "quiet", "few rows"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class Evidence:
     performance: Performance | None = None
     key_features: tuple[str, ...] = field(default=())
     mix: tuple[MixShift, ...] = ()
+    shadow: ShadowComparison | None = None  # reported, not decided on
 
     @property
     def key_drifted(self) -> list[str]:
@@ -94,6 +100,7 @@ class Evidence:
             "outcomes": [o.to_dict() for o in self.outcomes],
             "performance": self.performance.to_dict() if self.performance else None,
             "mix": [m.to_dict() for m in self.mix],
+            "shadow": self.shadow.to_dict() if self.shadow else None,
         }
 
 
@@ -101,6 +108,7 @@ class Evidence:
 class Verdict:
     action: Action
     reasons: tuple[str, ...]
+    basis: Basis
     retrain_due: pd.Timestamp | None = None  # a retrain decided, waiting for labels
 
     def describe(self) -> str:
@@ -147,33 +155,35 @@ def decide(
         return Verdict(
             "nothing",
             (f"{evidence.rows} scored rows, fewer than the policy's {policy.min_sample}",),
+            "few rows",
         )
     broken = [m.describe() for m in evidence.quality.missing] + [
         v.describe() for v in evidence.quality.volumes if v.change <= -policy.volume_drop
     ]
     if broken:
-        return Verdict("alert", ("data quality: " + "; ".join(broken),))
+        return Verdict("alert", ("data quality: " + "; ".join(broken),), "quality")
 
     if stale := stale_reasons(policy, evidence):
         fell = evidence.performance and evidence.performance.drop >= policy.performance_drop
         if not fell and labels_due is not None and evidence.week.end < labels_due:
             wait = f"retrain waits for post-change labels (matured by {labels_due:%Y-%m-%d})"
-            return Verdict("alert", (*stale, wait), retrain_due=labels_due)
+            return Verdict("alert", (*stale, wait), "stale", retrain_due=labels_due)
         if last_retrain is not None and 0 <= last_retrain.weeks_until(evidence.week) < (
             policy.cooldown_weeks
         ):
             cooldown = f"cooldown: retrained in week {last_retrain}"
-            return Verdict("alert", (*stale, cooldown))
-        return Verdict("retrain", tuple(stale))
+            return Verdict("alert", (*stale, cooldown), "stale")
+        return Verdict("retrain", tuple(stale), "stale")
     if pending is not None:
         decided, due = pending
         if evidence.week.end >= due:
             return Verdict(
                 "retrain",
                 (f"retrain decided in week {decided}: labels from after the change have matured",),
+                "stale",
             )
         wait = f"retrain decided in week {decided} waits for labels (matured by {due:%Y-%m-%d})"
-        return Verdict("alert", (wait,), retrain_due=due)
+        return Verdict("alert", (wait,), "stale", retrain_due=due)
 
     covariate = []
     if evidence.drift.dataset_drift:
@@ -184,8 +194,10 @@ def decide(
             f"prediction drift ({evidence.prediction.method} {evidence.prediction.score:.3g})"
         )
     if covariate:
-        return Verdict("alert", (*covariate, "no sign yet that the model no longer holds"))
+        return Verdict(
+            "alert", (*covariate, "no sign yet that the model no longer holds"), "covariate"
+        )
     held = [f"{100 * evidence.drift.share_drifted:.0f}% of features drifted"]
     if evidence.performance:
         held.append(evidence.performance.describe())
-    return Verdict("nothing", tuple(held))
+    return Verdict("nothing", tuple(held), "quiet")

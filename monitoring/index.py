@@ -22,6 +22,9 @@ small { color: #666; }
 """
 
 
+_JUDGED = {True: "right", False: "wrong"}
+
+
 def page(title: str, body: str) -> str:
     """A whole self-contained page around ``body``."""
     return (
@@ -80,7 +83,7 @@ def write_index(reports_dir: Path, audit: Path) -> Path:
     )
     review_rows = "".join(
         f"<tr><td>{_e(r['task'])}</td><td>{_e(r['reviewed_week'])}</td><td>{_e(r['action'])}</td>"
-        f"<td>{'right' if r['right'] else 'wrong'}</td><td>{_e(r['note'])}</td></tr>"
+        f"<td>{_JUDGED.get(r['right'], 'not judged')}</td><td>{_e(r['note'])}</td></tr>"
         for r in reversed(reviews)
     )
     reviews_table = (
@@ -141,6 +144,16 @@ def write_weekpage(folder: Path, decision: dict[str, Any]) -> Path:
             (
                 f"newest customers' {shift['feature']}",
                 f"{verdict_word}: {moved} (p={shift['p_value']:.2g})",
+            )
+        )
+    if shadow := evidence.get("shadow"):
+        facts.append(
+            (
+                "shadow challenger",
+                f"v{shadow['challenger']} beside v{shadow['champion']} on "
+                f"{shadow['customers']:,} customers: scores {shadow['mean_abs_difference']:.3g} "
+                f"apart, rank correlation {shadow['rank_correlation']:.3f}, same tier "
+                f"{100 * shadow['same_tier']:.0f}%",
             )
         )
     quality = evidence["quality"]

@@ -34,6 +34,7 @@ from monitoring.mix import TENURE, MixShift, mix_shifts
 from monitoring.outcomes import OWN_AVERAGE, weekly_outcomes
 from monitoring.policy import MonitorPolicy, load_policy
 from monitoring.quality import Quality, feed_volumes, missing_rises
+from monitoring.shadow import compare_shadow
 from monitoring.weeks import IsoWeek
 from serving.predictions import read_predictions
 from training.model_input import categorical_features, predict
@@ -122,13 +123,19 @@ def _scored(
     return rows
 
 
-def _served(settings: Settings, task: TaskSpec, week: IsoWeek) -> pd.Index:
-    """The customers the service scored online in ``week`` (pseudonyms)."""
+def _week_log(settings: Settings, task: TaskSpec, week: IsoWeek) -> pd.DataFrame:
+    """The prediction log's records of ``week``."""
     log = read_predictions(settings.prediction_log_dir, task.name)
     if log.empty:
+        return log
+    return log[(log["logged_at"] >= week.start) & (log["logged_at"] < week.end)]
+
+
+def _served(log: pd.DataFrame) -> pd.Index:
+    """The known customers a week's log shows the service scored online (pseudonyms)."""
+    if log.empty:
         return pd.Index([])
-    inside = (log["logged_at"] >= week.start) & (log["logged_at"] < week.end)
-    online = log[inside & (log["source"] == "online") & ~log["unknown"].astype(bool)]
+    online = log[(log["source"] == "online") & ~log["unknown"].astype(bool)]
     return pd.Index(online[ENTITY_KEY].unique())
 
 
@@ -223,40 +230,54 @@ def _matured_performance(
 def _review(
     settings: Settings, task: TaskSpec, policy: MonitorPolicy, performance: Performance
 ) -> dict[str, Any] | None:
-    """Whether the decision of the matured week was right, once: a retrain or alert was
-    right if performance did fall, nothing was right if it held."""
+    """Whether the decision of the matured week was right, once. A verdict that the model
+    no longer held was right if performance did fall or the retrain it led to was
+    promoted; one that it held (nothing, or covariate drift alone) was right if
+    performance held; a data-quality alert is about the data and is not judged here."""
     records = read_records(audit_path(settings))
+    week = str(performance.week)
     if any(
-        r["kind"] == "review"
-        and r["task"] == task.name
-        and r["reviewed_week"] == str(performance.week)
+        r["kind"] == "review" and r["task"] == task.name and r["reviewed_week"] == week
         for r in records
     ):
         return None
-    decided = [
-        r
-        for r in records
-        if r["kind"] == "decision" and r["task"] == task.name and r["week"] == str(performance.week)
-    ]
+    mine = [r for r in records if r["kind"] == "decision" and r["task"] == task.name]
+    decided = [r for r in mine if r["week"] == week]
     if not decided:
         return None
-    action = decided[-1]["verdict"]["action"]
+    decision = decided[-1]
+    basis = decision["verdict"].get("basis")
     fell = performance.drop >= policy.performance_drop
-    right = fell if action in ("retrain", "alert") else not fell
+    retrains = [r for r in mine if r["week"] >= week and r.get("retrained")]
+    promoted = bool(retrains) and retrains[0]["retrained"]["promoted"]
+    if basis == "quality":
+        right, why = None, "a data-quality alert, not judged by performance"
+    elif basis == "stale":
+        right = fell or promoted
+        why = (
+            "performance fell"
+            if fell
+            else (
+                f"the retrain it led to (v{retrains[0]['retrained']['version']}) was promoted"
+                if promoted
+                else "performance held and no retrain it led to was promoted"
+            )
+        )
+    elif basis in ("quiet", "covariate"):
+        right, why = not fell, "performance fell" if fell else "performance held"
+    else:
+        right, why = None, "too few rows to have decided"
+    verdict = {True: "right", False: "wrong", None: "not judged"}[right]
     return {
         "kind": "review",
         "task": task.name,
-        "reviewed_week": str(performance.week),
-        "action": action,
+        "reviewed_week": week,
+        "action": decision["verdict"]["action"],
         "performance": performance.to_dict(),
         "performance_fell": fell,
         "right": right,
-        "note": (
-            f"{action} in {performance.week} was {'right' if right else 'wrong'}: "
-            f"{performance.describe()}, "
-            + ("a drop" if fell else "within")
-            + f" the policy's {policy.performance_drop}"
-        ),
+        "note": f"{decision['verdict']['action']} in {week}: {verdict}, {why} "
+        f"({performance.describe()})",
     }
 
 
@@ -336,7 +357,8 @@ def monitor_week(
     reference_dates = record.test_window.as_of_dates(stamps)
     reference = _scored(settings, task, version, record, reference_dates)
     current = _scored(settings, task, version, record, pd.DatetimeIndex([week.start]))
-    served = _served(settings, task, week)
+    log = _week_log(settings, task, week)
+    served = _served(log)
     source = "snapshot (nothing served online this week)"
     if len(served):
         current = current[current[ENTITY_KEY].isin(served)].reset_index(drop=True)
@@ -377,6 +399,7 @@ def monitor_week(
         performance=_matured_performance(settings, task, tables, week),
         key_features=policy.key_features,
         mix=_mix(settings, policy, reference, current),
+        shadow=compare_shadow(log),
     )
     stale = bool(stale_reasons(policy, evidence))
     labels_due = None
@@ -434,7 +457,11 @@ def _record(
         "champion": f"{result.evidence.version}",
         "policy": policy.model_dump(mode="json"),
         "evidence": result.evidence.to_dict(),
-        "verdict": {"action": result.verdict.action, "reasons": list(result.verdict.reasons)},
+        "verdict": {
+            "action": result.verdict.action,
+            "reasons": list(result.verdict.reasons),
+            "basis": result.verdict.basis,
+        },
         "stale": stale,
         "retrain_due": result.verdict.retrain_due.isoformat()
         if result.verdict.retrain_due is not None

@@ -119,6 +119,14 @@ def test_a_price_shock_is_flagged_then_retrained_on_post_shock_labels(tmp_path: 
     old, new = score("1"), score(first.retrained.version)
     assert np.isfinite(old) and new <= old
 
+    # Once labelled, the weeks that said the model no longer held are judged right: the
+    # retrain they led to was promoted.
+    reviews = {
+        r["reviewed_week"]: r for r in read_records(tmp_path / "reports" / "audit.jsonl", "review")
+    }
+    judged = [reviews[str(r.week)] for r in flagged if str(r.week) in reviews]
+    assert judged and all(r["right"] for r in judged) == first.retrained.promoted
+
     index = tmp_path / "reports" / "index.html"
     assert first.retrained.version in index.read_text()
     seen = check_page(index)
