@@ -6,6 +6,10 @@ A FastAPI app that the BentoML service mounts (serving/service.py) and gives its
 :class:`~serving.schemas.ErrorBody` that names the field and never repeats a submitted
 value; a client error is one log line without ids. Metrics are labelled by route
 template, so unknown paths and ids add no series.
+
+The scoring routes are plain functions, which FastAPI runs in its thread pool: an online
+read can wait (SQLite retries a locked file for about 10 s), and on the event loop it
+would hold up every other request, ``/livez`` and ``/readyz`` included.
 """
 
 from __future__ import annotations
@@ -238,7 +242,7 @@ def build_app(keys: ApiKeys | None = None) -> FastAPI:
         return request.app.state.scoring
 
     @app.post("/v1/score", response_model=BatchResponse, tags=["scores"])
-    async def score(body: BatchRequest, request: Request) -> Response:
+    def score(body: BatchRequest, request: Request) -> Response:  # in a worker thread
         """Every served task (or those named) for up to 1,000 customers, with one online
         feature read: per customer and task the champion's score, decision, top reason
         codes, feature timestamp and warnings."""
@@ -268,12 +272,12 @@ def build_app(keys: ApiKeys | None = None) -> FastAPI:
                 raise HTTPException(503, f"{task} is not served: {unavailable[task]}")
             return scorers[0]
 
-        async def by_id(body: ScoreRequest, request: Request) -> Response:
+        def by_id(body: ScoreRequest, request: Request) -> Response:  # in a worker thread
             scorer = served(request)
             given = scoring(request).answers([scorer], body.customer_ids, *_who(request))[task]
             return _task_response(scorer, body.customer_ids, given)
 
-        async def by_features(body: FeaturesRequest, request: Request) -> Response:
+        def by_features(body: FeaturesRequest, request: Request) -> Response:  # in a worker thread
             scorer = served(request)
             rows = pd.DataFrame([row.model_dump() for row in body.rows])
             empty = [

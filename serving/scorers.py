@@ -9,6 +9,11 @@ changes: a materialization changes the Feast registry and the online store's fil
 registry (checked every ``champion_check_seconds`` off the request path; the service then
 loads the new champion and swaps to it whole, so a request sees the old models or the new
 ones, never a mix).
+
+When the online store fails a read, or does not answer within a few seconds, the reads
+after it are refused at once for a few seconds (:class:`StoreBreaker`): a locked SQLite
+file takes about 10 s to fail each read, and requests would otherwise queue behind one
+another for that long.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ import logging
 import math
 import queue
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 from feast import FeatureStore
@@ -54,10 +61,95 @@ CACHE_ENTRIES = 100_000
 AUDIT_DAYS = 400
 # Requests waiting for their challengers' shadow scores; past it, shadow scoring drops.
 SHADOW_BACKLOG = 1_000
+# After a failed online read, reads are refused at once for this long (503 straight
+# away) rather than each waiting out SQLite's ~10 s retry; a good readiness read ends
+# it sooner.
+STORE_RETRY_SECONDS = 5.0
+# A read not done in this long counts as failed: inside BentoML's 10 s request timeout
+# (so the answer is custlab's 503, not BentoML's 504), far above a healthy read (about
+# 25 ms for 1,000 customers).
+STORE_WAIT_SECONDS = 3.0
+
+T = TypeVar("T")
 
 
 class StoreUnavailable(CustlabError):
     """The online store did not answer; the service says 503 until it does again."""
+
+
+class StoreBreaker:
+    """The online store's reads: one at a time, each waited for at most ``wait``
+    seconds, and all refused at once for ``seconds`` after one failed.
+
+    A locked SQLite file takes about 10 s to fail a read, longer than BentoML gives a
+    request (serving/service.py), so a read runs in a thread of its own and its caller
+    stops waiting after ``wait`` seconds; the read ends there unwatched. A read holds
+    the turn until it ends, so reads never queue up behind a stuck one. One at a time
+    costs custlab's store nothing: its reads share one connection and take turns anyway.
+    """
+
+    def __init__(self, seconds: float = STORE_RETRY_SECONDS, wait: float = STORE_WAIT_SECONDS):
+        self.seconds = seconds
+        self.wait = wait
+        self._turn = threading.Lock()  # released by the reader thread when a read ends
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="online-read")
+        self._refusing_until = 0.0
+        self._failure = ""
+
+    def call(self, read: Callable[..., T], *args: Any) -> T:
+        """``read(*args)``, unless a read failed less than ``seconds`` ago.
+
+        Raises:
+            StoreUnavailable: This read failed or did not end within ``wait`` seconds,
+                or one did a moment ago.
+        """
+        self._refuse_if_failed()
+        return self._attempt(read, args, refuse=True)
+
+    def probe(self, read: Callable[..., T], *args: Any) -> T:
+        """``read(*args)`` even while refusing (readiness asks): a good read ends the
+        refusals, a failed one starts them anew.
+
+        Raises:
+            StoreUnavailable: The read failed or did not end within ``wait`` seconds.
+        """
+        return self._attempt(read, args, refuse=False)
+
+    def close(self) -> None:
+        self._reader.shutdown(wait=False, cancel_futures=True)
+
+    def _refuse_if_failed(self) -> None:
+        if time.monotonic() < self._refusing_until:
+            raise StoreUnavailable(f"refused: a read failed moments ago ({self._failure})")
+
+    def _attempt(self, read: Callable[..., T], args: tuple[Any, ...], refuse: bool) -> T:
+        deadline = time.monotonic() + self.wait
+        if not self._turn.acquire(timeout=self.wait):
+            raise self._fail(f"a read has not ended in {self.wait:.0f} s")
+        try:
+            if refuse:
+                self._refuse_if_failed()  # the read this one waited for may have failed
+            future = self._reader.submit(read, *args)
+        except BaseException:
+            self._turn.release()
+            raise
+        future.add_done_callback(lambda _: self._turn.release())
+        try:
+            result = future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            raise self._fail(f"no answer in {self.wait:.0f} s") from None
+        except Exception as why:  # sqlite locked or gone, Redis down: not the client
+            raise self._fail(f"{type(why).__name__}: {why}") from None
+        self._refusing_until = 0.0
+        return result
+
+    def _fail(self, failure: str) -> StoreUnavailable:
+        self._failure = failure
+        self._refusing_until = time.monotonic() + self.seconds
+        logger.warning(
+            "online store read failed (%s); reads refused for %.0f s", failure, self.seconds
+        )
+        return StoreUnavailable(f"the online store did not answer: {failure}")
 
 
 def outside_population(rule: str) -> str:
@@ -258,10 +350,14 @@ def assemble(
 
 
 def answer_kept_or_read(
-    group: Sequence[TaskScorer], store_ids: Sequence[str]
+    group: Sequence[TaskScorer], store_ids: Sequence[str], breaker: StoreBreaker
 ) -> dict[str, list[dict]]:
     """Per scorer of one feature source, an answer per store id in order: kept answers
-    where they are, one online read for the rest (raising whatever the read raises)."""
+    where they are, one online read through ``breaker`` for the rest.
+
+    Raises:
+        StoreUnavailable: The read failed, or the breaker refused it.
+    """
     # Taken once: the warm-up thread may evict answers meanwhile.
     kept = {s.name: [s.answers.get(sid) for sid in store_ids] for s in group}
     missing = sorted(
@@ -274,7 +370,7 @@ def answer_kept_or_read(
     )
     fresh: dict[str, dict[str, dict]] = {}
     if missing:
-        online = group[0].source.reader.read(missing)
+        online = breaker.call(group[0].source.reader.read, missing)
         for scorer in group:
             fresh[scorer.name] = scorer.score_online(missing, online)
     return {
@@ -292,8 +388,11 @@ class Shadow:
     requests come faster than it keeps up, it drops them (counted), never slowing an
     answer."""
 
-    def __init__(self, log: PredictionLog, backlog: int = SHADOW_BACKLOG) -> None:
+    def __init__(
+        self, log: PredictionLog, breaker: StoreBreaker, backlog: int = SHADOW_BACKLOG
+    ) -> None:
         self._log = log
+        self._breaker = breaker
         self._queue: queue.Queue[tuple[list[TaskScorer], list[str], str | None] | None]
         self._queue = queue.Queue(backlog)
         self.scored: dict[str, int] = {}
@@ -313,7 +412,8 @@ class Shadow:
             challengers, store_ids, caller = item
             try:
                 for group in by_source(challengers):
-                    for name, given in answer_kept_or_read(group, store_ids).items():
+                    read = answer_kept_or_read(group, store_ids, self._breaker)
+                    for name, given in read.items():
                         self._log.append(name, log_records(store_ids, given, "shadow", caller))
                         self.scored[name] = self.scored.get(name, 0) + len(store_ids)
             except Exception:  # the store may be down: the champions' answers say so
@@ -347,7 +447,8 @@ class Scoring:
         self._lock = threading.Lock()
         self._registry = registry_client(settings)
         self.champions = load_champions(settings, self._store, self._registry)
-        self.shadow = Shadow(self.log)
+        self.breaker = StoreBreaker()
+        self.shadow = Shadow(self.log, self.breaker)
         self._files = self._feature_files()
         self._generation = self._file_stamps()
         self._stop = threading.Event()
@@ -396,18 +497,27 @@ class Scoring:
     def warm(self, chunk: int = 2_000) -> dict[str, int]:
         """Compute the answers of the online store's customers (up to
         :data:`CACHE_ENTRIES`) before anyone asks; stops early when the features or the
-        champions change meanwhile. Returns answers kept per task."""
+        champions change meanwhile.
+
+        Returns:
+            Answers kept per task.
+
+        Raises:
+            StoreUnavailable: A read of the online store failed (or was refused).
+        """
         champions = self.champions
         groups = by_source(champions.scorers.values())
         gc.unfreeze()  # the answers of the models or features before may be collected now
         for group in groups:
-            ids = group[0].source.reader.customers(CACHE_ENTRIES) or []
+            reader = group[0].source.reader
+            ids = self.breaker.call(reader.customers, CACHE_ENTRIES) or []
             for start in range(0, len(ids), chunk):
                 if self._stop.is_set() or self.champions is not champions:
                     return self.warmed
-                online = group[0].source.reader.read(ids[start : start + chunk])
+                part = ids[start : start + chunk]
+                online = self.breaker.call(reader.read, part)
                 for scorer in group:
-                    scorer.score_online(ids[start : start + chunk], online)
+                    scorer.score_online(part, online)
                 # Kept answers live until the next change: frozen, the collector's full
                 # passes stop walking them as the kept set grows.
                 gc.freeze()
@@ -504,18 +614,20 @@ class Scoring:
         self._watcher.start()
 
     def ready(self) -> bool:
-        """Whether every feature source answers a read (of an id no one has)."""
+        """Whether every feature source answers a read (of an id no one has). It reads
+        even while the breaker refuses reads, so a good read ends the refusals early."""
         sources = {id(s.source): s.source for s in self.current().scorers.values()}
         try:
             for source in sources.values():
-                source.reader.read(["readiness-probe"])
-        except Exception:
+                self.breaker.probe(source.reader.read, ["readiness-probe"])
+        except StoreUnavailable:
             return False
         return True
 
     def close(self) -> None:
         self._stop.set()
         self.shadow.close()
+        self.breaker.close()
         self.log.close()
         self.audit.close()
 
@@ -547,10 +659,7 @@ class Scoring:
         challengers = self.champions.challengers
         for group in by_source(scorers):
             store_ids = group[0].source.door.store_ids(ids)
-            try:
-                given = answer_kept_or_read(group, store_ids)
-            except Exception as why:  # sqlite locked or gone, Redis down: not the client
-                raise StoreUnavailable(f"the online store did not answer: {why}") from None
+            given = answer_kept_or_read(group, store_ids, self.breaker)
             for name, answers in given.items():
                 out[name] = answers
                 self.log.append(name, log_records(store_ids, answers, "online", caller))

@@ -1,6 +1,9 @@
 """Online store outage on a real server: while the store cannot be read, scoring that
-needs it answers 503 in the error schema and ``/readyz`` fails; once the store is back,
-both recover by themselves, in the same worker process.
+needs it answers 503 in the error schema and ``/readyz`` fails, while the event loop
+stays free (``/livez`` answers at once) and, after one failed read, scoring is refused
+at once rather than each request waiting again; once the store is back, both recover by
+themselves, in the same worker process. The breaker itself is checked on the scoring state
+in this process.
 
 The outage is real (tests/serving/outage.py): another process holds the locks of the
 store's WAL index, and SQLite retries a read it cannot begin for about 10 s.
@@ -9,14 +12,16 @@ store's WAL index, and SQLite retries a read it cannot begin for about 10 s.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
+from benchmarks.servers import wait_warm
 from custlab.settings import Settings
 from features.store import latest_as_of, read_features
 from serving.schemas import ErrorBody
-from serving.scorers import UNKNOWN_CUSTOMER
+from serving.scorers import UNKNOWN_CUSTOMER, Scoring, StoreUnavailable
 from tests.serving.outage import store_locked
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -24,6 +29,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # Reads of a locked store queue behind one another, each giving up after ~10 s.
 TIMEOUT_S = 90
 RECOVERY_S = 60
+# What "at once" means here: far below SQLite's retry, with room for a loaded machine.
+AT_ONCE_S = 1.0
+WARM_S = 600
 
 
 def _post(running, path: str, ids: list[str]) -> httpx.Response:
@@ -91,3 +99,72 @@ def test_store_outage_answers_503_fails_readiness_and_recovers_without_restart(
     assert all(a["warnings"] == [UNKNOWN_CUSTOMER] for a in ghost["scores"].values())
 
     assert running.process.poll() is None and running.worker_pid() == worker  # no restart
+
+
+def _timed(call, *args) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = call(*args)
+    return response, time.monotonic() - started
+
+
+def test_during_an_outage_the_loop_stays_free_and_scoring_is_refused_at_once(
+    start_server, demo_home
+):
+    db = Settings(home=demo_home).feast_dir / "online.db"
+    running = start_server()
+    # No warm-up read in flight: the first read of the outage is this test's request's.
+    wait_warm(running.server, running.process, deadline_s=WARM_S)
+    with store_locked(db), ThreadPoolExecutor(1) as pool:
+        # The first read waits for the store (up to the breaker's wait): in a worker
+        # thread, not on the event loop.
+        waiting = pool.submit(_post, running, "/v1/score", ["ghost-loop-1"])
+        live: list[float] = []
+        while not waiting.done():
+            response, seconds = _timed(_get, running, "/livez")
+            assert response.status_code == 200
+            live.append(seconds)
+            time.sleep(0.2)
+        _assert_unavailable(waiting.result(), ["ghost-loop-1"])
+        assert len(live) >= 5, f"the read did not wait for the store: {live}"
+        assert max(live) < AT_ONCE_S, live
+        # The failed read opened the breaker: the next request is refused without waiting.
+        refused, seconds = _timed(_post, running, "/v1/churn", ["ghost-loop-2"])
+        _assert_unavailable(refused, ["ghost-loop-2"])
+        assert seconds < AT_ONCE_S
+    _wait_until_ready(running)
+    back = _post(running, "/v1/score", ["ghost-loop-1"])
+    assert back.status_code == 200, back.text
+    (ghost,) = back.json()["customers"]
+    assert all(a["warnings"] == [UNKNOWN_CUSTOMER] for a in ghost["scores"].values())
+
+
+def test_after_a_failed_read_scoring_is_refused_until_a_good_readiness_read(demo_home):
+    settings = Settings(home=demo_home)
+    db = settings.feast_dir / "online.db"
+    scoring = Scoring(settings)
+    (scorer,), _ = scoring.served(["churn"])
+    try:
+        scoring.breaker.seconds = 3600  # only a readiness read can end it in this test
+        with store_locked(db):
+            with pytest.raises(StoreUnavailable, match="did not answer"):
+                scoring.answers([scorer], ["ghost-breaker-1"])
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="refused"):
+                scoring.answers([scorer], ["ghost-breaker-2"])
+            assert time.monotonic() - started < AT_ONCE_S
+        # The store is back; the breaker still refuses until readiness reads it.
+        with pytest.raises(StoreUnavailable, match="refused"):
+            scoring.answers([scorer], ["ghost-breaker-3"])
+        assert scoring.ready()
+        (answer,) = scoring.answers([scorer], ["ghost-breaker-3"])["churn"]
+        assert answer["warnings"] == [UNKNOWN_CUSTOMER]
+
+        # Left alone, the refusals end by themselves after the breaker's seconds.
+        scoring.breaker.seconds = 1
+        with store_locked(db), pytest.raises(StoreUnavailable, match="did not answer"):
+            scoring.answers([scorer], ["ghost-breaker-4"])
+        time.sleep(1.5)
+        (answer,) = scoring.answers([scorer], ["ghost-breaker-4"])["churn"]
+        assert answer["warnings"] == [UNKNOWN_CUSTOMER]
+    finally:
+        scoring.close()
