@@ -69,6 +69,10 @@ STORE_RETRY_SECONDS = 5.0
 # (so the answer is custlab's 503, not BentoML's 504), far above a healthy read (about
 # 25 ms for 1,000 customers).
 STORE_WAIT_SECONDS = 3.0
+# After a failed attempt to compute answers ahead, the next comes after this wait, which
+# doubles with each failure up to the maximum.
+WARM_RETRY_FIRST_SECONDS = 2.0
+WARM_RETRY_MAX_SECONDS = 60.0
 
 T = TypeVar("T")
 
@@ -497,7 +501,8 @@ class Scoring:
     def warm(self, chunk: int = 2_000) -> dict[str, int]:
         """Compute the answers of the online store's customers (up to
         :data:`CACHE_ENTRIES`) before anyone asks; stops early when the features or the
-        champions change meanwhile.
+        champions change meanwhile. Customers already answered by every champion are
+        skipped, so an attempt after a failed one goes on where that one stopped.
 
         Returns:
             Answers kept per task.
@@ -514,7 +519,11 @@ class Scoring:
             for start in range(0, len(ids), chunk):
                 if self._stop.is_set() or self.champions is not champions:
                     return self.warmed
-                part = ids[start : start + chunk]
+                part = [
+                    i for i in ids[start : start + chunk] if any(i not in s.answers for s in group)
+                ]
+                if not part:
+                    continue
                 online = self.breaker.call(reader.read, part)
                 for scorer in group:
                     scorer.score_online(part, online)
@@ -526,11 +535,26 @@ class Scoring:
         return self.warmed
 
     def warm_in_background(self) -> None:
+        """:meth:`warm` in a daemon thread. After a failure (the store down at start,
+        say) it tries again after :data:`WARM_RETRY_FIRST_SECONDS`, doubling the wait up
+        to :data:`WARM_RETRY_MAX_SECONDS`, for as long as the champions are the ones it
+        began with (a change starts a warm-up of its own) and the service runs."""
+        champions = self.champions
+
         def run() -> None:
-            try:
-                self.warm()
-            except Exception:
-                logger.warning("could not compute answers ahead; they are computed on request")
+            wait = WARM_RETRY_FIRST_SECONDS
+            while True:
+                try:
+                    self.warm()
+                    return
+                except Exception as why:
+                    logger.warning(
+                        "could not compute answers ahead (%s); they are computed on request "
+                        "until a try in %.0f s succeeds", why, wait,
+                    )  # fmt: skip
+                if self._stop.wait(wait) or self.champions is not champions:
+                    return
+                wait = min(2 * wait, WARM_RETRY_MAX_SECONDS)
 
         threading.Thread(target=run, name="answer-warmup", daemon=True).start()
 

@@ -2,7 +2,8 @@
 needs it answers 503 in the error schema and ``/readyz`` fails, while the event loop
 stays free (``/livez`` answers at once) and, after one failed read, scoring is refused
 at once rather than each request waiting again; once the store is back, both recover by
-themselves, in the same worker process. The breaker itself is checked on the scoring state
+themselves, in the same worker process, and a service started during the outage
+computes its answers ahead after it. The breaker itself is checked on the scoring state
 in this process.
 
 The outage is real (tests/serving/outage.py): another process holds the locks of the
@@ -22,7 +23,7 @@ from custlab.settings import Settings
 from features.store import latest_as_of, read_features
 from serving.schemas import ErrorBody
 from serving.scorers import UNKNOWN_CUSTOMER, Scoring, StoreUnavailable
-from tests.serving.outage import store_locked
+from tests.serving.outage import SQLITE_RETRY_S, store_locked
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -136,6 +137,25 @@ def test_during_an_outage_the_loop_stays_free_and_scoring_is_refused_at_once(
     assert back.status_code == 200, back.text
     (ghost,) = back.json()["customers"]
     assert all(a["warnings"] == [UNKNOWN_CUSTOMER] for a in ghost["scores"].values())
+
+
+def test_a_service_started_during_an_outage_computes_its_answers_once_the_store_is_back(
+    start_server, demo_home
+):
+    db = Settings(home=demo_home).feast_dir / "online.db"
+    with store_locked(db):
+        running = start_server(ready_path="/livez")
+        deadline = time.monotonic() + 6 * SQLITE_RETRY_S
+        while "could not compute answers ahead" not in running.log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, f"no failed warm-up\n{running.log_tail()}"
+            time.sleep(1)
+        assert _get(running, "/v1/status").json()["warmed"] is False
+    try:
+        status = wait_warm(running.server, running.process, deadline_s=WARM_S)
+    except RuntimeError as why:
+        pytest.fail(f"{why}\n{running.log_tail()}")
+    kept = {task: served["answers_kept"] for task, served in status["served"].items()}
+    assert kept and all(kept.values()), status
 
 
 def test_after_a_failed_read_scoring_is_refused_until_a_good_readiness_read(demo_home):
