@@ -1,6 +1,7 @@
-"""Evidently data-drift reports: a current window of feature rows against the reference
-window the champion was trained on, for the reviewer to read. The verdicts and numbers
-come from :mod:`monitoring.columns`, on every row; Evidently renders the report."""
+"""Evidently data-drift and data-quality reports: a current window of feature rows
+against the reference window the champion was trained on, for the reviewer to read. The
+verdicts and numbers come from :mod:`monitoring.columns`, on every row; Evidently renders
+the reports."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from monitoring.columns import ColumnDrift, DriftSummary, column_drift
+from monitoring.workspace import SNAPSHOT_SUFFIX, save_report
 
 logger = logging.getLogger(__name__)
 
@@ -88,18 +90,19 @@ def drift_report(
     max_current_rows: int = 200_000,
 ) -> DriftSummary:
     """Drift verdicts of every column on every row (:func:`monitoring.columns.column_drift`,
-    written as ``summary.json``) and Evidently's data-drift report for the reviewer
-    (``drift.html`` and ``drift.json``).
+    written as ``summary.json``), and Evidently's data-drift and data-quality reports for
+    the reviewer (``drift`` and ``quality``, each as ``.html``, ``.json`` and
+    ``.snapshot.json``: :func:`monitoring.workspace.save_report`).
 
     Evidently reads a sample: at most ``max_reference_rows`` of the reference and
     ``max_current_rows`` of the current window, and only the columns with a verdict (it
     raises on a column with no finite value). Its figures come from that sample, so a
     verdict whose score sits near its threshold can differ from the summary's, which
-    reads every row and is the one that counts.
+    reads every row and is the one that counts. Both reports read the same sample.
     """
     # Evidently takes seconds to import; only this function needs it.
     from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
+    from evidently.presets import DataDriftPreset, DataSummaryPreset
 
     summary = column_drift(reference, current, numerical, categorical, drift_share)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -113,21 +116,31 @@ def drift_report(
     shown = [c for c in _reportable(reference, judged) if c in _reportable(current, judged)]
     if not shown:
         logger.warning("drift: no column has values Evidently can read; no report")
-        (out_dir / "drift.html").write_text(
-            "<!doctype html><title>drift</title><p>No column held values to compare: "
-            f"{html.escape(summary.describe())}.</p>"
-        )
+        for name in ("drift", "quality"):
+            (out_dir / f"{name}.html").write_text(
+                f"<!doctype html><title>{name}</title><p>No column held values to compare: "
+                f"{html.escape(summary.describe())}.</p>"
+            )
+            # An earlier run's reports would otherwise be published as this one's.
+            for stale in (f"{name}.json", f"{name}{SNAPSHOT_SUFFIX}"):
+                (out_dir / stale).unlink(missing_ok=True)
         return summary
     definition = DataDefinition(
         numerical_columns=[c for c in numerical if c in shown],
         categorical_columns=[c for c in categorical if c in shown],
     )
-    snapshot = Report([DataDriftPreset(drift_share=drift_share)], include_tests=True).run(
+    sides = (
         Dataset.from_pandas(current[shown], data_definition=definition),
         Dataset.from_pandas(reference[shown], data_definition=definition),
     )
-    snapshot.save_html(str(out_dir / "drift.html"))
-    snapshot.save_json(str(out_dir / "drift.json"))
+    # Two runs of the same datasets rather than one report of both presets: a snapshot
+    # renders and saves whole, and the presets share no metric, so one run would save
+    # nothing and its snapshot would have to be cut in two by hand.
+    for name, preset in (
+        ("drift", DataDriftPreset(drift_share=drift_share)),
+        ("quality", DataSummaryPreset()),
+    ):
+        save_report(Report([preset], include_tests=True).run(*sides), out_dir, name)
     logger.info(
         "drift: %d of %d columns drifted (%.0f%%)%s",
         len(summary.drifted_columns),

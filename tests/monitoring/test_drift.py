@@ -60,3 +60,53 @@ def test_report_reads_a_sample_and_the_summary_every_row(tmp_path: Path):
     report = json.loads((tmp_path / "drift.json").read_text())
     methods = [m["config"].get("method") for m in report["metrics"]]
     assert "K-S p_value" in methods
+
+
+def test_quality_report_of_the_same_sample_beside_the_drift_report(report):
+    out, _ = report
+    page = (out / "quality.html").read_text()
+    assert "channel" in page and "shifted" in page
+    quality = json.loads((out / "quality.json").read_text())
+    kinds = {m["config"]["type"].rsplit(":", 1)[-1] for m in quality["metrics"]}
+    assert {"RowCount", "DatasetMissingValueCount", "MeanValue"} <= kinds
+    assert "DriftedColumnsCount" not in kinds  # each report is its own preset's
+    rows = [m for m in quality["metrics"] if m["config"]["type"].endswith(":RowCount")]
+    assert rows[0]["value"] == 2000  # the current window, as Evidently read it
+
+
+def test_snapshot_files_load_back_as_the_reports_they_saved(report):
+    from evidently.core.report import Snapshot
+
+    def figures(report: dict) -> list:
+        # metric_name is a repr, which spells an enum differently once reloaded
+        return [(m["id"], m["config"], m["value"]) for m in report["metrics"]], report["tests"]
+
+    out, _ = report
+    for name in ("drift", "quality"):
+        loaded = Snapshot.load(str(out / f"{name}.snapshot.json"))
+        assert figures(loaded.dict()) == figures(json.loads((out / f"{name}.json").read_text()))
+
+
+def test_a_sample_with_no_readable_column_writes_both_placeholders(tmp_path: Path):
+    rng = np.random.default_rng(2)
+    readable = pd.DataFrame({"x": rng.normal(0, 1, 50)})
+    drift_report(readable, readable.copy(), ["x"], [], tmp_path)
+    assert (tmp_path / "quality.snapshot.json").exists()
+
+    unreadable = pd.DataFrame({"x": [np.nan] * 50})
+    drift_report(unreadable, unreadable.copy(), ["x"], [], tmp_path)  # the same folder again
+    for name in ("drift", "quality"):
+        assert "No column held values" in (tmp_path / f"{name}.html").read_text()
+        # nothing of the earlier run is left to be taken for this one's
+        assert not (tmp_path / f"{name}.json").exists()
+        assert not (tmp_path / f"{name}.snapshot.json").exists()
+
+
+def test_quality_report_renders_and_loads_nothing_from_the_network(report):
+    from monitoring.browser import check_page
+
+    out, _ = report
+    check = check_page(out / "quality.html")
+    assert check.external_requests == []
+    assert check.console_errors == [] and check.page_errors == []
+    assert check.text_length > 100
