@@ -5,7 +5,8 @@ Each report is written three ways (:func:`save_report`): ``<name>.html`` to read
 ``<name>.json`` (Evidently's ``save_json``: the metrics and test results alone, which
 Evidently 0.7 cannot load back as a snapshot) and ``<name>.snapshot.json``, the whole
 snapshot, which loads back. The names are ``drift`` and ``quality``
-(:func:`monitoring.drift.drift_report`).
+(:func:`monitoring.drift.drift_report`) and ``performance``
+(:func:`monitoring.performance.performance_report`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
     from evidently.core.report import Snapshot
 
 SNAPSHOT_SUFFIX = ".snapshot.json"
+# The metric of a performance report that holds the task's own metric
+# (:mod:`monitoring.performance`).
+TASK_METRIC = "CustlabMetric"
 
 
 def save_report(snapshot: Snapshot, out_dir: Path, name: str) -> None:
