@@ -251,6 +251,26 @@ def monitor(
     typer.echo(f"index: {settings.reports_dir / 'index.html'}")
 
 
+@app.command("monitor-ui")
+def monitor_ui(
+    port: Annotated[int, typer.Option(help="Port of the UI.", min=1, max=65535)] = 8000,
+) -> None:
+    """Open Evidently's UI on the home's workspace: a project per task, a snapshot per
+    monitored week, panels of drift share and performance over time (blocks until stopped)."""
+    from monitoring.workspace import ui_command, workspace_path
+
+    settings = _settings()
+    workspace = workspace_path(settings)
+    if not workspace.exists():
+        typer.echo(
+            f"custlab: error: no Evidently workspace at {workspace}; run custlab monitor first",
+            err=True,
+        )
+        raise typer.Exit(2)
+    command = ui_command(workspace, settings.serve_host, port)
+    os.execvp(command[0], command)
+
+
 @app.command("score-batch")
 def score_batch(
     reasons: Annotated[

@@ -63,7 +63,7 @@ def write_index(reports_dir: Path, audit: Path) -> Path:
     by_week: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for (week, task), decision in latest.items():
         by_week[week][task] = decision
-        write_weekpage(reports_dir / decision["report"], decision)
+        write_week_page(reports_dir / decision["report"], decision)
 
     rows = []
     for week in sorted(by_week, reverse=True):
@@ -104,7 +104,7 @@ def write_index(reports_dir: Path, audit: Path) -> Path:
     return path
 
 
-def write_weekpage(folder: Path, decision: dict[str, Any]) -> Path:
+def write_week_page(folder: Path, decision: dict[str, Any]) -> Path:
     """One task's week: verdict, reasons and the evidence behind them."""
     evidence = decision["evidence"]
     verdict = decision["verdict"]

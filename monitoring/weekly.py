@@ -30,12 +30,15 @@ from monitoring.audit import AUDIT_FILE, append_record, read_records
 from monitoring.columns import DriftSummary
 from monitoring.decision import Evidence, Performance, Verdict, decide, stale_reasons
 from monitoring.drift import drift_report
+from monitoring.index import write_week_page
 from monitoring.mix import TENURE, MixShift, mix_shifts
 from monitoring.outcomes import OWN_AVERAGE, weekly_outcomes
+from monitoring.performance import performance_report
 from monitoring.policy import MonitorPolicy, load_policy
 from monitoring.quality import Quality, feed_volumes, missing_rises
 from monitoring.shadow import compare_shadow
 from monitoring.weeks import IsoWeek
+from monitoring.workspace import publish_week, workspace_path
 from serving.predictions import read_predictions
 from training.model_input import categorical_features, predict
 from training.record import ModelRecord
@@ -47,6 +50,9 @@ logger = logging.getLogger(__name__)
 MONITOR_EXPERIMENT = "custlab-monitoring"
 PREDICTION = "prediction"
 PREDICTIONS_FILE = "predictions.parquet"
+# Columns Evidently renders a week (the verdicts cover every column): the prediction,
+# the key features, then the drifted ones. Each costs Evidently a second or more.
+REPORT_COLUMNS = 12
 
 
 @dataclass(frozen=True)
@@ -187,86 +193,94 @@ def _features_only(summary: DriftSummary, features: list[str], share: float) -> 
     return DriftSummary(fraction, bool(columns) and fraction >= share, share, columns)
 
 
-def _matured_performance(
-    settings: Settings, task: TaskSpec, tables: dict[str, pd.DataFrame], week: IsoWeek
-) -> Performance | None:
-    """The newest earlier week whose labels have matured by the end of ``week`` and whose
-    predictions were kept, scored on those labels."""
+def _matured_weeks(settings: Settings, task: TaskSpec, week: IsoWeek) -> list[IsoWeek]:
+    """Earlier decided weeks whose labels have matured by the end of ``week`` and whose
+    predictions were kept, oldest first."""
     horizon = pd.Timedelta(days=task.horizon_days)
-    candidates = [
+    decided = {
         IsoWeek.parse(r["week"])
         for r in read_records(audit_path(settings), "decision")
         if r["task"] == task.name
-    ]
-    matured = sorted(
-        (w for w in set(candidates) if w < week and w.start + horizon <= week.end), reverse=True
+    }
+    return sorted(
+        w
+        for w in decided
+        if w < week
+        and w.start + horizon <= week.end
+        and (week_folder(settings, task.name, w) / PREDICTIONS_FILE).exists()
     )
-    for past in matured:
-        kept = week_folder(settings, task.name, past) / PREDICTIONS_FILE
-        if not kept.exists():
-            continue
-        predicted = pd.read_parquet(kept)
-        labels = task.label_frame(tables, pd.DatetimeIndex([past.start]), week.end)
-        frame = predicted.merge(labels, on=ENTITY_KEY, how="inner")
-        if frame.empty:
-            continue
-        columns = [c for c in predicted.columns if c.startswith("p_")] or [PREDICTION]
-        prediction = frame[columns].to_numpy()
-        prediction = prediction[:, 0] if prediction.shape[1] == 1 else prediction
-        version = str(predicted["model_version"].iloc[0])
-        record = ModelRecord.read(task.registered_model, version)
-        metric = task.primary_metric
-        return Performance(
-            past,
-            version,
-            metric,
-            float(task.metrics(frame, prediction)[metric]),
-            float(record.metrics[metric]),
-            len(frame),
-        )
-    return None
+
+
+def _performance(
+    settings: Settings,
+    task: TaskSpec,
+    tables: dict[str, pd.DataFrame],
+    past: IsoWeek,
+    now: IsoWeek,
+    report: bool = False,
+) -> Performance | None:
+    """What was predicted in ``past``, scored on its labels as known at the end of ``now``
+    (with ``report``, also Evidently's performance report in the past week's folder, and
+    that week republished to the workspace: the point lands on the week it judges)."""
+    predicted = pd.read_parquet(week_folder(settings, task.name, past) / PREDICTIONS_FILE)
+    labels = task.label_frame(tables, pd.DatetimeIndex([past.start]), now.end)
+    frame = predicted.merge(labels, on=ENTITY_KEY, how="inner")
+    if frame.empty:
+        return None
+    columns = [c for c in predicted.columns if c.startswith("p_")] or [PREDICTION]
+    prediction = frame[columns].to_numpy()
+    prediction = prediction[:, 0] if prediction.shape[1] == 1 else prediction
+    version = str(predicted["model_version"].iloc[0])
+    record = ModelRecord.read(task.registered_model, version)
+    metric = task.primary_metric
+    if report:
+        folder = week_folder(settings, task.name, past)
+        performance_report(frame, task, columns, folder, seed=settings.seed)
+        publish_week(workspace_path(settings), task.name, past.start.to_pydatetime(), folder)
+    return Performance(
+        past,
+        version,
+        metric,
+        float(task.metrics(frame, prediction)[metric]),
+        float(record.metrics[metric]),
+        len(frame),
+    )
 
 
 def _review(
-    settings: Settings, task: TaskSpec, policy: MonitorPolicy, performance: Performance
+    records: list[dict[str, Any]], task: TaskSpec, policy: MonitorPolicy, performance: Performance
 ) -> dict[str, Any] | None:
-    """Whether the decision of the matured week was right, once. A verdict that the model
-    no longer held was right if performance did fall or the retrain it led to was
-    promoted; one that it held (nothing, or covariate drift alone) was right if
-    performance held; a data-quality alert is about the data and is not judged here."""
-    records = read_records(audit_path(settings))
+    """Whether the decision of a matured week was right. A verdict that the model no
+    longer held was right if performance did fall or the retrain it led to was promoted
+    (judged once that retrain has run, while one waits for its labels); one that it held
+    (nothing, or covariate drift alone) was right if performance held; a data-quality
+    alert is about the data and is not judged by performance. None: not yet."""
     week = str(performance.week)
-    if any(
-        r["kind"] == "review" and r["task"] == task.name and r["reviewed_week"] == week
-        for r in records
-    ):
-        return None
     mine = [r for r in records if r["kind"] == "decision" and r["task"] == task.name]
-    decided = [r for r in mine if r["week"] == week]
-    if not decided:
-        return None
-    decision = decided[-1]
+    decision = [r for r in mine if r["week"] == week][-1]
     basis = decision["verdict"].get("basis")
     fell = performance.drop >= policy.performance_drop
-    retrains = [r for r in mine if r["week"] >= week and r.get("retrained")]
+    later = [r for r in mine if r["week"] >= week]
+    retrains = [r for r in later if r.get("retrained")]
+    if basis == "stale" and not fell and not retrains and later[-1].get("retrain_due"):
+        return None  # the retrain it decided has not run yet
     promoted = bool(retrains) and retrains[0]["retrained"]["promoted"]
     if basis == "quality":
         right, why = None, "a data-quality alert, not judged by performance"
     elif basis == "stale":
         right = fell or promoted
-        why = (
-            "performance fell"
-            if fell
-            else (
-                f"the retrain it led to (v{retrains[0]['retrained']['version']}) was promoted"
-                if promoted
-                else "performance held and no retrain it led to was promoted"
-            )
-        )
+        if fell:
+            why = "performance fell"
+        elif promoted:
+            why = f"the retrain it led to (v{retrains[0]['retrained']['version']}) was promoted"
+        else:
+            why = "performance held and no retrain it led to was promoted"
     elif basis in ("quiet", "covariate"):
         right, why = not fell, "performance fell" if fell else "performance held"
-    else:
+    elif basis == "few rows":
         right, why = None, "too few rows to have decided"
+    else:
+        right, why = None, "the decision records no basis to judge it by"
     verdict = {True: "right", False: "wrong", None: "not judged"}[right]
     return {
         "kind": "review",
@@ -279,6 +293,36 @@ def _review(
         "note": f"{decision['verdict']['action']} in {week}: {verdict}, {why} "
         f"({performance.describe()})",
     }
+
+
+def _reviews_and_newest(
+    settings: Settings,
+    task: TaskSpec,
+    policy: MonitorPolicy,
+    tables: dict[str, pd.DataFrame],
+    week: IsoWeek,
+) -> tuple[list[dict[str, Any]], Performance | None]:
+    """Reviews of every matured week not yet reviewed, and the newest matured week's
+    performance (the week's evidence)."""
+    records = read_records(audit_path(settings))
+    reviewed = {
+        r["reviewed_week"] for r in records if r["kind"] == "review" and r["task"] == task.name
+    }
+    matured = _matured_weeks(settings, task, week)
+    measured = {
+        w: _performance(settings, task, tables, w, week, report=w == matured[-1])
+        for w in matured
+        if str(w) not in reviewed or w == matured[-1]
+    }
+    reviews = []
+    for past in matured:
+        performance = measured.get(past)
+        if str(past) in reviewed or performance is None:
+            continue
+        if (review := _review(records, task, policy, performance)) is not None:
+            reviews.append(review)
+    newest = next((measured[w] for w in reversed(matured) if measured.get(w)), None)
+    return reviews, newest
 
 
 # A change stays one change across this many quiet weeks in between: a week's evidence
@@ -378,8 +422,12 @@ def monitor_week(
         drift_share=policy.drift_share,
         max_reference_rows=20_000,
         seed=settings.seed,
+        max_report_columns=REPORT_COLUMNS,
+        first=[PREDICTION, *policy.key_features],
     )
+    publish_week(workspace_path(settings), task.name, week.start.to_pydatetime(), folder)
     tables = read_raw_tables(settings.raw_dir)
+    reviews, newest = _reviews_and_newest(settings, task, policy, tables, week)
     reference_weeks = [IsoWeek.of(d) for d in reference_dates]
     own_average = _own_averages(settings, reference, current, week)
     evidence = Evidence(
@@ -396,7 +444,7 @@ def monitor_week(
             ),
         ),
         outcomes=weekly_outcomes(tables["orders"], week, reference_weeks, own_average),
-        performance=_matured_performance(settings, task, tables, week),
+        performance=newest,
         key_features=policy.key_features,
         mix=_mix(settings, policy, reference, current),
         shadow=compare_shadow(log),
@@ -420,7 +468,6 @@ def monitor_week(
     kept = current[[ENTITY_KEY, PREDICTION, *(c for c in current if c.startswith("p_"))]]
     kept.assign(model_version=version).to_parquet(folder / PREDICTIONS_FILE, index=False)
 
-    review = _review(settings, task, policy, evidence.performance) if evidence.performance else None
     retrained = None
     if verdict.action == "retrain" and retrain is not None:
         logger.info("%s %s: retraining as of %s", task.name, week, f"{week.end:%Y-%m-%d}")
@@ -434,7 +481,7 @@ def monitor_week(
         folder,
         str(current[ENTITY_KEY].iloc[0]) if len(current) else "",
     )
-    _record(settings, result, review, policy, stale)
+    _record(settings, result, reviews, policy, stale)
     logger.info("%s", result.describe())
     return result
 
@@ -442,7 +489,7 @@ def monitor_week(
 def _record(
     settings: Settings,
     result: WeekResult,
-    review: dict[str, Any] | None,
+    reviews: list[dict[str, Any]],
     policy: MonitorPolicy,
     stale: bool,
 ) -> None:
@@ -508,8 +555,9 @@ def _record(
             )
         decision["mlflow_run_id"] = run.info.run_id
         (result.folder / "evidence.json").write_text(json.dumps(decision, indent=2, default=str))
+        write_week_page(result.folder, decision)
         mlflow.log_artifacts(str(result.folder), "week")
-    if review:
+    for review in reviews:
         append_record(audit_path(settings), review)
     append_record(audit_path(settings), decision)
     use_tracking(settings, f"custlab-{result.task}")
