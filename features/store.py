@@ -33,6 +33,7 @@ from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, File
 from feast.types import Float32, String
 
 from custlab.settings import Settings
+from features.cluster import ensure_schemas
 from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
 from features.errors import CustlabError
 from features.families import FAMILIES
@@ -65,8 +66,9 @@ def repo_config(settings: Settings) -> RepoConfig:
     text = string.Template(template).substitute(
         CUSTLAB_FEAST_DIR=str(settings.feast_dir.resolve()),
         CUSTLAB_OFFLINE_DIR=str(settings.offline_dir.resolve()),
-        CUSTLAB_POSTGRES_DSN=settings.postgres_dsn,
-        CUSTLAB_REDIS_URL=settings.redis_url,
+        # A URL goes in as a JSON string, which YAML reads back as it was: a password
+        # may hold the characters YAML gives meaning to (#, :, quotes).
+        CUSTLAB_FEAST_REGISTRY_URL=json.dumps(settings.postgres_url("feast")),
     )
     config = RepoConfig(**yaml.safe_load(text))
     config.repo_path = settings.offline_dir.resolve()
@@ -74,7 +76,14 @@ def repo_config(settings: Settings) -> RepoConfig:
 
 
 def open_store(settings: Settings) -> FeatureStore:
-    """The profile's feature store (creates its folder, nothing else)."""
+    """The profile's feature store (creates its folder and, in the cluster profile, the
+    deployment's PostgreSQL schemas, nothing else).
+
+    Raises:
+        ServiceUnavailable: The cluster profile's PostgreSQL cannot be used.
+    """
+    if settings.profile == "cluster":
+        ensure_schemas(settings)
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     config = repo_config(settings)
     return FeatureStore(config=config, repo_path=str(config.repo_path))
@@ -221,6 +230,9 @@ def publish_snapshots(settings: Settings, snapshots: Mapping[str, pd.DataFrame])
     """
     if not snapshots or all(frame.empty for frame in snapshots.values()):
         raise CustlabError("no feature snapshots to publish: the order history is empty")
+    # Opened before anything is written: a registry server that refuses leaves the
+    # previous publication whole, not new tables beside an old registry.
+    store = open_store(settings)
     offline = settings.offline_dir
     for name, frame in snapshots.items():
         write_parquet_atomic(frame, offline / FAMILIES[name].table_file)
@@ -235,7 +247,6 @@ def publish_snapshots(settings: Settings, snapshots: Mapping[str, pd.DataFrame])
     }
     (offline / MANIFEST).write_text(json.dumps(manifest, indent=2))
 
-    store = open_store(settings)
     # A clean online store: rows of an earlier source must not answer for this one.
     store.teardown()
     store = open_store(settings)

@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from custlab.settings import Settings
+from features.cluster import ensure_schemas
 from features.errors import CustlabError
 
 logger = logging.getLogger(__name__)
@@ -29,12 +30,22 @@ class GateFailed(CustlabError):
 
 def use_tracking(settings: Settings, experiment: str) -> str:
     """Point MLflow at the profile's tracking store and select ``experiment``, creating it
-    with artifacts under the profile's artifact root. Returns the experiment id."""
+    with artifacts under the profile's artifact root. Returns the experiment id.
+
+    In the cluster profile the deployment's PostgreSQL schemas are made first (MLflow
+    creates its tables, not their schema), and an unreachable server stops here with a
+    one-line error, before a run is opened or anything is written.
+
+    Raises:
+        ServiceUnavailable: PostgreSQL cannot be reached or its schemas cannot be made.
+    """
+    if settings.profile == "cluster":
+        ensure_schemas(settings)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     found = mlflow.get_experiment_by_name(experiment)
     if found is None:
-        location = (settings.mlflow_artifact_root / experiment).as_uri()
+        location = f"{settings.mlflow_artifact_root}/{experiment}"
         experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
     else:
         experiment_id = found.experiment_id
