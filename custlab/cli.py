@@ -251,6 +251,19 @@ def monitor(
     typer.echo(f"index: {settings.reports_dir / 'index.html'}")
 
 
+@app.command()
+def doctor() -> None:
+    """Check each service the active profile uses (home, PostgreSQL, Redis, MLflow,
+    Optuna): one line each, naming the setting of any that fails; exit 1 when one does."""
+    from custlab.doctor import check_services
+
+    checks = check_services(_settings())
+    for check in checks:
+        typer.echo(check.line)
+    if not all(check.ok for check in checks):
+        raise typer.Exit(1)
+
+
 @app.command("monitor-ui")
 def monitor_ui(
     port: Annotated[int, typer.Option(help="Port of the UI.", min=1, max=65535)] = 8000,

@@ -43,6 +43,8 @@ def quiet_libraries() -> None:
     """Keep the libraries' routine INFO chatter out of custlab's progress lines."""
     for name in ("mlflow", "alembic", "feast", "evidently", "bentoml", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # psycopg warns when MLflow's PostgreSQL store aborts a pipeline it then handles.
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
     # MLflow warns when the venv has no pip; the model's requirements are stated explicitly.
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
     # MLflow sets its own loggers' level when it is imported; this is what it reads.
