@@ -145,6 +145,26 @@ def _served(log: pd.DataFrame) -> pd.Index:
     return pd.Index(online[ENTITY_KEY].unique())
 
 
+def _week_before(
+    settings: Settings,
+    task: TaskSpec,
+    record: ModelRecord,
+    week: IsoWeek,
+    stamps: pd.DatetimeIndex,
+    reference: pd.DataFrame,
+) -> pd.DataFrame:
+    """The population's rows of the week before, which a feature's missing share is
+    held against: a feed that breaks moves it from one week to the next, while a
+    share that grows as the customer base ages (a window with no order leaves a
+    ratio undefined) drifts slowly away from an old reference. The reference where
+    there is no week before."""
+    before = week.shifted(-1).start
+    if before not in stamps:
+        return reference
+    rows = read_features(settings, record.features, [before])
+    return rows[task.population(rows)]
+
+
 def _snapshot_columns(
     settings: Settings, family: str, columns: list[str], rows: pd.DataFrame
 ) -> pd.DataFrame:
@@ -438,7 +458,12 @@ def monitor_week(
         drift=_features_only(summary, record.features, policy.drift_share),
         prediction=summary.columns[PREDICTION],
         quality=Quality(
-            missing_rises(reference, current, record.features, policy.missing_share_rise),
+            missing_rises(
+                _week_before(settings, task, record, week, stamps, reference),
+                current,
+                record.features,
+                policy.missing_share_rise,
+            ),
             feed_volumes(
                 tables, week, reference_weeks, {w: len(c) for w, c in own_average.items()}
             ),
@@ -564,9 +589,10 @@ def _record(
 
 
 def latest_week(settings: Settings) -> IsoWeek:
-    """The week of the newest snapshot."""
+    """The newest complete week: the one before the newest snapshot's. The newest
+    snapshot is taken as the data ends, so nothing has happened yet in its own week."""
     stamps = read_snapshots(settings, "orders", [EVENT_TIMESTAMP])[EVENT_TIMESTAMP]
-    return IsoWeek.of(stamps.max())
+    return IsoWeek.of(stamps.max()).shifted(-1)
 
 
 def write_business_week(settings: Settings, week: IsoWeek) -> Path:

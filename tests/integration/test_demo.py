@@ -97,6 +97,9 @@ def test_weekly_run_records_each_task_and_renders_for_a_reviewer(demo_home):
         assert json.loads((folder / "drift.json").read_text())["metrics"]
         assert decision["verdict"]["action"] in {"retrain", "alert", "nothing"}
         assert decision["verdict"]["reasons"] and decision["mlflow_run_id"]
+        # The demo world is stable and its newest complete week has all its data.
+        assert decision["verdict"]["action"] != "retrain"
+        assert not any("data quality" in reason for reason in decision["verdict"]["reasons"])
     client = MlflowClient(tracking_uri=Settings(home=demo_home).mlflow_tracking_uri)
     experiment = client.get_experiment_by_name("custlab-monitoring")
     runs = client.search_runs([experiment.experiment_id])

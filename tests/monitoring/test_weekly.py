@@ -73,6 +73,11 @@ def test_an_empty_week_is_no_verdict_not_a_crash(home: Settings) -> None:
     assert all(not c.judged for c in result.evidence.drift.columns.values())
 
 
+def test_the_default_week_is_the_newest_complete_one(home: Settings) -> None:
+    # The newest snapshot is taken as the data ends: its own week has no data yet.
+    assert latest_week(home).end == latest_as_of(home)
+
+
 def test_a_week_without_a_snapshot_is_refused_naming_what_there_is(home: Settings) -> None:
     with pytest.raises(CustlabError, match=r"no snapshot as of .* snapshots cover"):
         monitor_week(home, get_task("churn"), latest_week(home).shifted(5))
