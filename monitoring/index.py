@@ -38,6 +38,10 @@ def _e(value: Any) -> str:
     return html.escape(str(value))
 
 
+def _number(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else "none"
+
+
 def _cell(decision: dict[str, Any]) -> str:
     verdict = decision["verdict"]
     evidence = decision["evidence"]
@@ -121,7 +125,7 @@ def write_week_page(folder: Path, decision: dict[str, Any]) -> Path:
         (
             "prediction drift",
             f"{evidence['prediction_drift']['method']} "
-            f"{evidence['prediction_drift']['score']}: "
+            f"{_number(evidence['prediction_drift']['score'])}: "
             + ("drifted" if evidence["prediction_drift"]["drifted"] else "held"),
         ),
         ("no drift verdict", ", ".join(evidence["unjudged_features"]) or "none"),
@@ -194,10 +198,17 @@ def write_week_page(folder: Path, decision: dict[str, Any]) -> Path:
             )
         )
     table = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)
+    reports = {"drift": "Evidently drift report", "quality": "data quality report"}
+    reports["performance"] = "performance on matured labels"
+    links = [
+        f"<a href='{name}.html'>{label}</a>"
+        for name, label in reports.items()
+        if (folder / f"{name}.html").exists()
+    ]
     body = (
         f"<p class='{_e(verdict['action'])}'><b>{_e(verdict['action'])}</b></p><ul>{items}</ul>"
         f"<table>{table}</table>"
-        "<p><a href='drift.html'>Evidently drift report</a> · "
+        f"<p>{' · '.join(links)} · "
         "<a href='evidence.json'>evidence (JSON)</a> · <a href='../../index.html'>all weeks</a></p>"
     )
     folder.mkdir(parents=True, exist_ok=True)
