@@ -368,8 +368,9 @@ def monitor(
     the newest snapshot's), or every week from ``since`` through it, in order, so a
     retrain in one week judges the next. Writes ``reports/index.html``."""
     from monitoring.index import write_index
+    from monitoring.layout import audit_path
     from monitoring.retrain import retrainer
-    from monitoring.weekly import audit_path, latest_week, monitor_week, write_business_week
+    from monitoring.weekly import latest_week, monitor_week, write_business_week
     from monitoring.weeks import IsoWeek, weeks_between
     from training.registry import champion_version, use_tracking
     from training.tasks import TASKS, get_task

@@ -26,14 +26,15 @@ from custlab.settings import Settings
 from features.contract import ENTITY_KEY, EVENT_TIMESTAMP, read_raw_tables
 from features.errors import CustlabError
 from features.store import published_families, read_features, read_snapshots
-from monitoring.audit import AUDIT_FILE, append_record, read_records
+from monitoring.audit import append_record
 from monitoring.columns import DriftSummary
 from monitoring.decision import Evidence, Performance, Verdict, decide, stale_reasons
 from monitoring.drift import drift_report
+from monitoring.history import change_began, last_retrain, pending_retrain, reviews_and_newest
 from monitoring.index import write_week_page
+from monitoring.layout import PREDICTION, PREDICTIONS_FILE, audit_path, week_folder
 from monitoring.mix import TENURE, MixShift, mix_shifts
 from monitoring.outcomes import OWN_AVERAGE, weekly_outcomes
-from monitoring.performance import performance_report
 from monitoring.policy import MonitorPolicy, load_policy
 from monitoring.quality import Quality, feed_volumes, missing_rises
 from monitoring.shadow import compare_shadow
@@ -48,8 +49,6 @@ from training.tasks import TaskSpec
 logger = logging.getLogger(__name__)
 
 MONITOR_EXPERIMENT = "custlab-monitoring"
-PREDICTION = "prediction"
-PREDICTIONS_FILE = "predictions.parquet"
 # Columns Evidently renders a week (the verdicts cover every column): the prediction,
 # the key features, then the drifted ones. Each costs Evidently a second or more.
 REPORT_COLUMNS = 12
@@ -90,14 +89,6 @@ class WeekResult:
             moved = "promoted" if self.retrained.promoted else "not promoted"
             line += f" -> v{self.retrained.version} {moved} ({self.retrained.reason})"
         return line
-
-
-def week_folder(settings: Settings, task: str, week: IsoWeek) -> Path:
-    return settings.reports_dir / str(week) / task
-
-
-def audit_path(settings: Settings) -> Path:
-    return settings.reports_dir / AUDIT_FILE
 
 
 def _champion(task: TaskSpec) -> tuple[str, ModelRecord]:
@@ -213,194 +204,24 @@ def _features_only(summary: DriftSummary, features: list[str], share: float) -> 
     return DriftSummary(fraction, bool(columns) and fraction >= share, share, columns)
 
 
-def _matured_weeks(settings: Settings, task: TaskSpec, week: IsoWeek) -> list[IsoWeek]:
-    """Earlier decided weeks whose labels have matured by the end of ``week`` and whose
-    predictions were kept, oldest first."""
-    horizon = pd.Timedelta(days=task.horizon_days)
-    decided = {
-        IsoWeek.parse(r["week"])
-        for r in read_records(audit_path(settings), "decision")
-        if r["task"] == task.name
-    }
-    return sorted(
-        w
-        for w in decided
-        if w < week
-        and w.start + horizon <= week.end
-        and (week_folder(settings, task.name, w) / PREDICTIONS_FILE).exists()
-    )
+@dataclass(frozen=True)
+class _WeekRows:
+    """One task's compared rows of a week, and what they were read against."""
+
+    version: str
+    record: ModelRecord
+    policy: MonitorPolicy
+    stamps: pd.DatetimeIndex  # every snapshot date
+    reference_dates: pd.DatetimeIndex
+    reference: pd.DataFrame
+    current: pd.DataFrame
+    log: pd.DataFrame  # the prediction log's records of the week
+    source: str
 
 
-def _performance(
-    settings: Settings,
-    task: TaskSpec,
-    tables: dict[str, pd.DataFrame],
-    past: IsoWeek,
-    now: IsoWeek,
-    report: bool = False,
-) -> Performance | None:
-    """What was predicted in ``past``, scored on its labels as known at the end of ``now``
-    (with ``report``, also Evidently's performance report in the past week's folder, and
-    that week republished to the workspace: the point lands on the week it judges)."""
-    predicted = pd.read_parquet(week_folder(settings, task.name, past) / PREDICTIONS_FILE)
-    labels = task.label_frame(tables, pd.DatetimeIndex([past.start]), now.end)
-    frame = predicted.merge(labels, on=ENTITY_KEY, how="inner")
-    if frame.empty:
-        return None
-    columns = [c for c in predicted.columns if c.startswith("p_")] or [PREDICTION]
-    prediction = frame[columns].to_numpy()
-    prediction = prediction[:, 0] if prediction.shape[1] == 1 else prediction
-    version = str(predicted["model_version"].iloc[0])
-    record = ModelRecord.read(task.registered_model, version)
-    metric = task.primary_metric
-    if report:
-        folder = week_folder(settings, task.name, past)
-        performance_report(frame, task, columns, folder, seed=settings.seed)
-        publish_week(workspace_path(settings), task.name, past.start.to_pydatetime(), folder)
-    return Performance(
-        past,
-        version,
-        metric,
-        float(task.metrics(frame, prediction)[metric]),
-        float(record.metrics[metric]),
-        len(frame),
-    )
-
-
-def _review(
-    records: list[dict[str, Any]], task: TaskSpec, policy: MonitorPolicy, performance: Performance
-) -> dict[str, Any] | None:
-    """Whether the decision of a matured week was right. A verdict that the model no
-    longer held was right if performance did fall or the retrain it led to was promoted
-    (judged once that retrain has run, while one waits for its labels); one that it held
-    (nothing, or covariate drift alone) was right if performance held; a data-quality
-    alert is about the data and is not judged by performance. None: not yet."""
-    week = str(performance.week)
-    mine = [r for r in records if r["kind"] == "decision" and r["task"] == task.name]
-    decision = [r for r in mine if r["week"] == week][-1]
-    basis = decision["verdict"].get("basis")
-    fell = performance.drop >= policy.performance_drop
-    later = [r for r in mine if r["week"] >= week]
-    retrains = [r for r in later if r.get("retrained")]
-    if basis == "stale" and not fell and not retrains and later[-1].get("retrain_due"):
-        return None  # the retrain it decided has not run yet
-    promoted = bool(retrains) and retrains[0]["retrained"]["promoted"]
-    if basis == "quality":
-        right, why = None, "a data-quality alert, not judged by performance"
-    elif basis == "stale":
-        right = fell or promoted
-        if fell:
-            why = "performance fell"
-        elif promoted:
-            why = f"the retrain it led to (v{retrains[0]['retrained']['version']}) was promoted"
-        else:
-            why = "performance held and no retrain it led to was promoted"
-    elif basis in ("quiet", "covariate"):
-        right, why = not fell, "performance fell" if fell else "performance held"
-    elif basis == "few rows":
-        right, why = None, "too few rows to have decided"
-    else:
-        right, why = None, "the decision records no basis to judge it by"
-    verdict = {True: "right", False: "wrong", None: "not judged"}[right]
-    return {
-        "kind": "review",
-        "task": task.name,
-        "reviewed_week": week,
-        "action": decision["verdict"]["action"],
-        "performance": performance.to_dict(),
-        "performance_fell": fell,
-        "right": right,
-        "note": f"{decision['verdict']['action']} in {week}: {verdict}, {why} "
-        f"({performance.describe()})",
-    }
-
-
-def _reviews_and_newest(
-    settings: Settings,
-    task: TaskSpec,
-    policy: MonitorPolicy,
-    tables: dict[str, pd.DataFrame],
-    week: IsoWeek,
-) -> tuple[list[dict[str, Any]], Performance | None]:
-    """Reviews of every matured week not yet reviewed, and the newest matured week's
-    performance (the week's evidence)."""
-    records = read_records(audit_path(settings))
-    reviewed = {
-        r["reviewed_week"] for r in records if r["kind"] == "review" and r["task"] == task.name
-    }
-    matured = _matured_weeks(settings, task, week)
-    measured = {
-        w: _performance(settings, task, tables, w, week, report=w == matured[-1])
-        for w in matured
-        if str(w) not in reviewed or w == matured[-1]
-    }
-    reviews = []
-    for past in matured:
-        performance = measured.get(past)
-        if str(past) in reviewed or performance is None:
-            continue
-        if (review := _review(records, task, policy, performance)) is not None:
-            reviews.append(review)
-    newest = next((measured[w] for w in reversed(matured) if measured.get(w)), None)
-    return reviews, newest
-
-
-# A change stays one change across this many quiet weeks in between: a week's evidence
-# can dip below significance while the world stays changed.
-STREAK_GAP_WEEKS = 2
-
-
-def _change_began(settings: Settings, task: str, week: IsoWeek) -> IsoWeek:
-    """The first week of the run of stale weeks that ends with ``week``, bridging gaps of
-    up to :data:`STREAK_GAP_WEEKS` quiet weeks."""
-    stale = {
-        IsoWeek.parse(r["week"])
-        for r in read_records(audit_path(settings), "decision")
-        if r["task"] == task and r.get("stale")
-    }
-    began = week
-    while True:
-        earlier = [began.shifted(-k) for k in range(1, STREAK_GAP_WEEKS + 2)]
-        found = [w for w in earlier if w in stale]
-        if not found:
-            return began
-        began = min(found)
-
-
-def _pending_retrain(settings: Settings, task: str) -> tuple[IsoWeek, pd.Timestamp] | None:
-    """A retrain decided but waiting for labels, with its due date, unless a retrain has
-    run since it was decided."""
-    pending = None
-    for record in read_records(audit_path(settings), "decision"):
-        if record["task"] != task:
-            continue
-        if record.get("retrained"):
-            pending = None
-        elif record.get("retrain_due") and pending is None:
-            pending = (IsoWeek.parse(record["week"]), pd.Timestamp(record["retrain_due"]))
-    return pending
-
-
-def _last_retrain(settings: Settings, task: str) -> IsoWeek | None:
-    weeks = [
-        IsoWeek.parse(r["week"])
-        for r in read_records(audit_path(settings), "decision")
-        if r["task"] == task and r.get("retrained")
-    ]
-    return max(weeks) if weeks else None
-
-
-def monitor_week(
-    settings: Settings, task: TaskSpec, week: IsoWeek, retrain: Retrain | None = None
-) -> WeekResult:
-    """Evidence, verdict and (when the verdict is retrain and ``retrain`` is given) the
-    retrain of one task for one week, recorded in MLflow, the audit trail and the
-    week's folder.
-
-    Raises:
-        CustlabError: No champion, no snapshot as of the week's Monday, or a champion
-            that learned from a labelled table.
-    """
+def _week_rows(settings: Settings, task: TaskSpec, week: IsoWeek) -> _WeekRows:
+    """The champion's test window and the week's served (or every) customer, scored by
+    the champion; the policy checked against the champion's inputs."""
     use_tracking(settings, task.registered_model)
     version, record = _champion(task)
     policy = load_policy(settings, task.name)
@@ -429,7 +250,23 @@ def monitor_week(
         source = f"prediction log ({len(served):,} customers served)"
     elif (settings.scores_dir / f"{week.start:%Y-%m-%d}" / f"{task.name}.parquet").exists():
         source = "batch scores"
+    return _WeekRows(
+        version, record, policy, stamps, reference_dates, reference, current, log, source
+    )
 
+
+def _evidence(
+    settings: Settings,
+    task: TaskSpec,
+    week: IsoWeek,
+    rows: _WeekRows,
+    tables: dict[str, pd.DataFrame],
+    performance: Performance | None,
+) -> Evidence:
+    """Everything the verdict reads; Evidently's reports written to the week's folder
+    and published to the workspace on the way."""
+    policy, record = rows.policy, rows.record
+    reference, current = rows.reference, rows.current
     folder = week_folder(settings, task.name, week)
     categorical = categorical_features(record.features)
     numerical = [f for f in record.features if f not in categorical]
@@ -446,38 +283,42 @@ def monitor_week(
         first=[PREDICTION, *policy.key_features],
     )
     publish_week(workspace_path(settings), task.name, week.start.to_pydatetime(), folder)
-    tables = read_raw_tables(settings.raw_dir)
-    reviews, newest = _reviews_and_newest(settings, task, policy, tables, week)
-    reference_weeks = [IsoWeek.of(d) for d in reference_dates]
+    reference_weeks = [IsoWeek.of(d) for d in rows.reference_dates]
     own_average = _own_averages(settings, reference, current, week)
-    evidence = Evidence(
+    scored = {w: len(c) for w, c in own_average.items()}
+    before = _week_before(settings, task, record, week, rows.stamps, reference)
+    return Evidence(
         week=week,
-        version=version,
-        source=source,
+        version=rows.version,
+        source=rows.source,
         rows=len(current),
         drift=_features_only(summary, record.features, policy.drift_share),
         prediction=summary.columns[PREDICTION],
         quality=Quality(
-            missing_rises(
-                _week_before(settings, task, record, week, stamps, reference),
-                current,
-                record.features,
-                policy.missing_share_rise,
-            ),
-            feed_volumes(
-                tables, week, reference_weeks, {w: len(c) for w, c in own_average.items()}
-            ),
+            missing_rises(before, current, record.features, policy.missing_share_rise),
+            feed_volumes(tables, week, reference_weeks, scored),
         ),
         outcomes=weekly_outcomes(tables["orders"], week, reference_weeks, own_average),
-        performance=newest,
+        performance=performance,
         key_features=policy.key_features,
         mix=_mix(settings, policy, reference, current),
-        shadow=compare_shadow(log),
+        shadow=compare_shadow(rows.log),
     )
+
+
+def _verdict(
+    settings: Settings,
+    task: TaskSpec,
+    policy: MonitorPolicy,
+    evidence: Evidence,
+    retrain: Retrain | None,
+) -> tuple[Verdict, bool]:
+    """The week's verdict, and whether its evidence said the model no longer holds. A
+    retrain waits for labels from after the change began, enough for its test window."""
     stale = bool(stale_reasons(policy, evidence))
     labels_due = None
     if stale and retrain is not None:
-        began = _change_began(settings, task.name, week)
+        began = change_began(settings, task.name, evidence.week)
         labels_due = (
             began.start
             + pd.Timedelta(weeks=retrain.test_dates - 1)
@@ -486,12 +327,33 @@ def monitor_week(
     verdict = decide(
         policy,
         evidence,
-        _last_retrain(settings, task.name),
+        last_retrain(settings, task.name),
         labels_due,
-        _pending_retrain(settings, task.name) if retrain is not None else None,
+        pending_retrain(settings, task.name) if retrain is not None else None,
     )
+    return verdict, stale
+
+
+def monitor_week(
+    settings: Settings, task: TaskSpec, week: IsoWeek, retrain: Retrain | None = None
+) -> WeekResult:
+    """Evidence, verdict and (when the verdict is retrain and ``retrain`` is given) the
+    retrain of one task for one week, recorded in MLflow, the audit trail and the
+    week's folder.
+
+    Raises:
+        CustlabError: No champion, no snapshot as of the week's Monday, a champion that
+            learned from a labelled table, or a policy naming a feature it lacks.
+    """
+    rows = _week_rows(settings, task, week)
+    tables = read_raw_tables(settings.raw_dir)
+    reviews, newest = reviews_and_newest(settings, task, rows.policy, tables, week)
+    evidence = _evidence(settings, task, week, rows, tables, newest)
+    verdict, stale = _verdict(settings, task, rows.policy, evidence, retrain)
+    folder = week_folder(settings, task.name, week)
+    current = rows.current
     kept = current[[ENTITY_KEY, PREDICTION, *(c for c in current if c.startswith("p_"))]]
-    kept.assign(model_version=version).to_parquet(folder / PREDICTIONS_FILE, index=False)
+    kept.assign(model_version=rows.version).to_parquet(folder / PREDICTIONS_FILE, index=False)
 
     retrained = None
     if verdict.action == "retrain" and retrain is not None:
@@ -506,7 +368,7 @@ def monitor_week(
         folder,
         str(current[ENTITY_KEY].iloc[0]) if len(current) else "",
     )
-    _record(settings, result, reviews, policy, stale)
+    _record(settings, result, reviews, rows.policy, stale)
     logger.info("%s", result.describe())
     return result
 
