@@ -178,10 +178,21 @@ def test_after_a_failed_read_scoring_is_refused_until_a_good_readiness_read(demo
         assert scoring.ready()
         (answer,) = scoring.answers([scorer], ["ghost-breaker-3"])["churn"]
         assert answer["warnings"] == [UNKNOWN_CUSTOMER]
+    finally:
+        scoring.close()
 
-        # Left alone, the refusals end by themselves after the breaker's seconds.
+
+def test_left_alone_the_refusals_end_after_the_breakers_seconds(demo_home):
+    # A scoring state of its own: the outage is the first its reader meets.
+    settings = Settings(home=demo_home)
+    db = settings.feast_dir / "online.db"
+    scoring = Scoring(settings)
+    (scorer,), _ = scoring.served(["churn"])
+    try:
         scoring.breaker.seconds = 1
         with store_locked(db), pytest.raises(StoreUnavailable, match="did not answer"):
+            scoring.answers([scorer], ["ghost-breaker-4"])
+        with pytest.raises(StoreUnavailable, match="refused"):
             scoring.answers([scorer], ["ghost-breaker-4"])
         time.sleep(1.5)
         (answer,) = scoring.answers([scorer], ["ghost-breaker-4"])["churn"]

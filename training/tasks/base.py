@@ -160,12 +160,11 @@ class TaskSpec:
     ) -> pd.DataFrame:
         """The task's labels at ``as_of`` from the raw ``tables``: those whose horizon has
         closed by ``observation_end`` (default: the newest order)."""
+        # Passed only when given: a factory that takes no observation_end still labels
+        # the whole history (training as known by a moment needs one that does).
+        known_by = {} if observation_end is None else {"observation_end": observation_end}
         return self.labels(
-            tables,
-            as_of,
-            horizon_days=self.horizon_days,
-            observation_end=observation_end,
-            **self.label_params,
+            tables, as_of, horizon_days=self.horizon_days, **known_by, **self.label_params
         )
 
     def targets(self, frame: pd.DataFrame) -> np.ndarray:
