@@ -16,7 +16,7 @@ import io
 import json
 import logging
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -33,7 +33,7 @@ from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, File
 from feast.types import Float32, String
 
 from custlab.settings import Settings
-from features.cluster import ensure_schemas
+from features.cluster import ensure_schemas, ping_redis, redis_failure
 from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
 from features.errors import CustlabError
 from features.families import FAMILIES
@@ -69,6 +69,9 @@ def repo_config(settings: Settings) -> RepoConfig:
         # A URL goes in as a JSON string, which YAML reads back as it was: a password
         # may hold the characters YAML gives meaning to (#, :, quotes).
         CUSTLAB_FEAST_REGISTRY_URL=json.dumps(settings.postgres_url("feast")),
+        CUSTLAB_REDIS_URL=json.dumps(settings.redis_url.get_secret_value()),
+        CUSTLAB_REDIS_PREFIX=json.dumps(settings.redis_prefix),
+        CUSTLAB_CONNECT_TIMEOUT=str(float(settings.connect_timeout_seconds)),
     )
     config = RepoConfig(**yaml.safe_load(text))
     config.repo_path = settings.offline_dir.resolve()
@@ -190,6 +193,48 @@ def publish_labelled(settings: Settings, store: FeatureStore | None = None) -> F
     return store
 
 
+def _online_reachable(settings: Settings) -> None:
+    """Raises ServiceUnavailable (naming the setting) when the profile's online server
+    does not answer; the local profile's store is a file and always there."""
+    if settings.profile == "cluster":
+        ping_redis(settings)
+
+
+@contextlib.contextmanager
+def _online_errors(settings: Settings) -> Iterator[None]:
+    """A Redis error of the cluster profile's online store as one line naming the
+    setting (a publication cut short this way is whole again once published anew)."""
+    if settings.profile != "cluster":
+        yield
+        return
+    import redis
+
+    try:
+        yield
+    except redis.RedisError as error:
+        raise redis_failure(settings, "failed while features were published", error) from None
+
+
+def online_generation(settings: Settings, store: FeatureStore) -> Hashable:
+    """A value that moves whenever the online rows, or the materialization record beside
+    them, change: what serving computed from them holds while it stays.
+
+    A server's store counts its changes itself; the local profile's files change their
+    modification times (a materialization ends by folding the online store's WAL into
+    its file and recording the new end time in the registry; readers touch neither).
+    """
+    online = store._get_provider().online_store
+    if hasattr(online, "generation"):
+        return online.generation(store.config)
+    stamps = []
+    for path in (settings.feast_dir / "registry.db", settings.feast_dir / "online.db"):
+        try:
+            stamps.append(path.stat().st_mtime_ns)
+        except FileNotFoundError:
+            stamps.append(0)
+    return tuple(stamps)
+
+
 def view_family(view: FeatureView) -> str:
     """The feature family a view holds (its ``family`` tag)."""
     return view.tags["family"]
@@ -209,6 +254,8 @@ def _materialize(store: FeatureStore, view: FeatureView, latest: pd.DataFrame) -
         store.registry.apply_materialization(
             view, store.project, stamp - timedelta(days=1), stamp + timedelta(seconds=1)
         )
+        if hasattr(online, "touch"):  # the registry changed after the rows: say so
+            online.touch(store.config)
         return
     with contextlib.redirect_stdout(io.StringIO()):  # Feast prints its own progress bars
         store.materialize(
@@ -230,9 +277,10 @@ def publish_snapshots(settings: Settings, snapshots: Mapping[str, pd.DataFrame])
     """
     if not snapshots or all(frame.empty for frame in snapshots.values()):
         raise CustlabError("no feature snapshots to publish: the order history is empty")
-    # Opened before anything is written: a registry server that refuses leaves the
-    # previous publication whole, not new tables beside an old registry.
+    # Opened before anything is written: a registry or online server that refuses
+    # leaves the previous publication whole, not new tables beside an old registry.
     store = open_store(settings)
+    _online_reachable(settings)
     offline = settings.offline_dir
     for name, frame in snapshots.items():
         write_parquet_atomic(frame, offline / FAMILIES[name].table_file)
@@ -247,16 +295,18 @@ def publish_snapshots(settings: Settings, snapshots: Mapping[str, pd.DataFrame])
     }
     (offline / MANIFEST).write_text(json.dumps(manifest, indent=2))
 
-    # A clean online store: rows of an earlier source must not answer for this one.
-    store.teardown()
-    store = open_store(settings)
-    store.apply(bound_definitions(offline))
-    for view in store.list_feature_views():
-        frame = snapshots.get(view_family(view))
-        if frame is not None:
-            _materialize(store, view, frame[frame[EVENT_TIMESTAMP] == frame[EVENT_TIMESTAMP].max()])
-    # The teardown emptied the labelled tables' online rows too.
-    publish_labelled(settings, store)
+    with _online_errors(settings):
+        # A clean online store: rows of an earlier source must not answer for this one.
+        store.teardown()
+        store = open_store(settings)
+        store.apply(bound_definitions(offline))
+        for view in store.list_feature_views():
+            frame = snapshots.get(view_family(view))
+            if frame is not None:
+                newest = frame[frame[EVENT_TIMESTAMP] == frame[EVENT_TIMESTAMP].max()]
+                _materialize(store, view, newest)
+        # The teardown emptied the labelled tables' online rows too.
+        publish_labelled(settings, store)
     logger.info("published %s; online as of %s", ", ".join(snapshots), manifest["last_as_of"])
     return store
 

@@ -26,11 +26,10 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -39,7 +38,7 @@ from mlflow import MlflowClient
 
 from custlab.settings import Settings
 from features.errors import CustlabError
-from features.store import OnlineReader, OnlineRows, feature_refs, open_store
+from features.store import OnlineReader, OnlineRows, feature_refs, online_generation, open_store
 from serving.door import Door, door_for
 from serving.models import (
     challenger_version,
@@ -453,34 +452,25 @@ class Scoring:
         self.champions = load_champions(settings, self._store, self._registry)
         self.breaker = StoreBreaker()
         self.shadow = Shadow(self.log, self.breaker)
-        self._files = self._feature_files()
-        self._generation = self._file_stamps()
+        self._generation = online_generation(settings, self._store)
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self.warmed: dict[str, int] = {}
 
     # -- what changes the answers -------------------------------------------------------
 
-    def _feature_files(self) -> list[Path]:
-        feast = self.settings.feast_dir
-        # A materialization ends by folding the online store's WAL into its file and
-        # recording the new end time in the registry; readers touch neither (they do
-        # create and truncate the WAL file, so it is no signal).
-        return [feast / "registry.db", feast / "online.db"]
-
-    def _file_stamps(self) -> tuple[int, ...]:
-        stamps = []
-        for path in self._files:
-            try:
-                stamps.append(path.stat().st_mtime_ns)
-            except FileNotFoundError:
-                stamps.append(0)
-        return tuple(stamps)
+    def _online_generation(self) -> Hashable:
+        """The online store's generation; the one known when the store cannot say (a
+        server that is down changes nothing meanwhile, and the kept answers serve)."""
+        try:
+            return online_generation(self.settings, self._store)
+        except Exception:  # the reads' breaker reports the outage
+            return self._generation
 
     def current(self) -> Champions:
         """The champions to answer with, their kept answers dropped if the online
         features changed since the last request."""
-        stamps = self._file_stamps()
+        stamps = self._online_generation()
         if stamps != self._generation:
             with self._lock:
                 if stamps != self._generation:
