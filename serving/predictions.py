@@ -11,6 +11,7 @@ not in any store and are logged whole.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -136,7 +137,8 @@ class PredictionLog:
         folder = self.folder / task / f"date={day}"
         folder.mkdir(parents=True, exist_ok=True)
         self._parts += 1
-        name = f"part-{datetime.now(UTC):%H%M%S%f}-{self._parts:06d}.parquet"
+        # The process id too: replicas sharing a folder never write one name twice.
+        name = f"part-{datetime.now(UTC):%H%M%S%f}-{os.getpid()}-{self._parts:06d}.parquet"
         temporary = folder / f".{name}"
         pq.write_table(table, temporary)
         temporary.rename(folder / name)  # readers never see half a file

@@ -8,26 +8,30 @@ a reason naming the server and the setting that points at it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import mlflow
 import optuna
 import pytest
+import redis
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 from psycopg import sql
 from pydantic import SecretStr
 
-from benchmarks.servers import free_port
+from benchmarks.servers import Server, free_port, start, stop, wait_ready, wait_warm
 from custlab.doctor import check_services
 from custlab.settings import POSTGRES_STORES, Settings
 from features.cluster import (
@@ -38,6 +42,12 @@ from features.cluster import (
     redis_client,
 )
 from features.simulate import WorldSpec
+from features.store import latest_as_of, read_features
+from serving.launch import serve_command
+from serving.schemas import ErrorBody
+from serving.scorers import UNKNOWN_CUSTOMER
+from tests.serving.conftest import RunningServer
+from training.record import RECORD_TAG
 from training.tune import FINISHED, TuneSpec, open_study
 
 pytestmark = pytest.mark.integration
@@ -402,3 +412,170 @@ def test_two_workers_share_one_study_and_a_killed_one_loses_no_finished_trial(
     killed = [t for t in trials if t.user_attrs.get("worker") == victim.pid]
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert [t.state for t in killed if t.state not in FINISHED] == [TrialState.FAIL]
+
+
+class PrivateRedis:
+    """A redis-server of one test's own, on a free port, keeping its data in ``folder``
+    across a restart (saved at shutdown, loaded at start), as a production server does."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, socket_connect_timeout=2)
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--dir", str(self.folder), "--save", "", "--appendonly", "no"]
+        with (self.folder / "server.log").open("a") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.RedisError):
+                if self.client().ping():
+                    return
+            time.sleep(0.1)
+        pytest.fail(f"redis-server on port {self.port} did not start")
+
+    def stop(self) -> None:
+        """A clean shutdown that saves the data first."""
+        with contextlib.suppress(redis.ConnectionError):  # it closes the connection
+            self.client().shutdown(save=True)
+        if self.process is not None:
+            self.process.wait(timeout=30)
+
+    def copy_from(self, source: redis.Redis, match: str) -> int:
+        target, copied = self.client(), 0
+        for key in source.scan_iter(match=match):
+            target.restore(key, 0, source.dump(key), replace=True)
+            copied += 1
+        return copied
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        _unreachable("redis-server is not installed: Debian's redis-server package has it")
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        server.process.kill()
+        server.process.wait()
+
+
+def _replica(trained: Settings, redis_url: str, tmp_path: Path, name: str) -> RunningServer:
+    """One serving replica of the trained deployment, started as ``custlab serve`` is."""
+    port = free_port()
+    server = Server(
+        "custlab", name, serve_command("127.0.0.1", port), port, "/v1/score",
+        warm_path="/v1/status",
+    )  # fmt: skip
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CUSTLAB_")}
+    env |= {
+        "CUSTLAB_PROFILE": "cluster",
+        "CUSTLAB_HOME": str(trained.home),
+        "CUSTLAB_NAMESPACE": trained.namespace,
+        "CUSTLAB_POSTGRES_DSN": trained.postgres_dsn.get_secret_value(),
+        "CUSTLAB_REDIS_URL": redis_url,
+        "CUSTLAB_CHAMPION_CHECK_SECONDS": "1",
+        "BENTOML_HOME": str(tmp_path / f"bentoml-{name}"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    log = tmp_path / f"{name}.log"
+    running = RunningServer(server, start(server, env, log), log)
+    try:
+        wait_ready(server, running.process)
+        wait_warm(server, running.process)
+    except RuntimeError as why:
+        stop(running.process)
+        pytest.fail(f"{why}\n{running.log_tail()}")
+    return running
+
+
+def _until(check: Callable[[], bool], seconds: float, what: str, *servers: RunningServer) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    tails = "\n".join(s.log_tail() for s in servers)
+    pytest.fail(f"{what} not within {seconds:.0f} s\n{tails}")
+
+
+@services
+@pytest.mark.slow
+def test_replicas_share_redis_and_the_registry_and_ride_out_a_redis_restart(
+    trained: Settings, private_redis: PrivateRedis, tmp_path: Path
+):
+    """Two replicas read one Redis and one registry: the same answers, a champion move
+    reaching both; Redis restarted under them: what needs the store answers 503 and
+    readiness fails meanwhile, and both recover by themselves once it is back."""
+    shared = redis_client(trained)
+    assert private_redis.copy_from(shared, f"{trained.redis_prefix}*") > 0
+    replicas = [_replica(trained, private_redis.url, tmp_path, f"replica{i}") for i in (1, 2)]
+    try:
+        features = read_features(trained, dates=[latest_as_of(trained)])
+        known = features.loc[features["orders_52w"] > 0, "customer_id"].head(3).tolist()
+
+        def score(replica: RunningServer, ids: list[str]) -> httpx.Response:
+            body = {"customer_ids": ids, "tasks": ["churn"]}
+            return httpx.post(replica.url("/v1/score"), json=body, timeout=60)
+
+        def churn(replica: RunningServer) -> list[tuple[str, float]]:
+            response = score(replica, known)
+            assert response.status_code == 200, response.text
+            answers = [c["scores"]["churn"] for c in response.json()["customers"]]
+            return [(a["model_version"], a["score"]) for a in answers]
+
+        first = churn(replicas[0])
+        assert first == churn(replicas[1]) and {v for v, _ in first} == {"1"}
+
+        # A champion move (the same model registered again, as version 2) reaches both.
+        uri = trained.mlflow_tracking_uri
+        registry = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        champion = registry.get_model_version_by_alias("custlab-churn", "champion")
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        moved = mlflow.register_model(champion.source, "custlab-churn")
+        registry.set_model_version_tag(
+            "custlab-churn", moved.version, RECORD_TAG, champion.tags[RECORD_TAG]
+        )
+        registry.set_registered_model_alias("custlab-churn", "champion", moved.version)
+        for replica in replicas:
+            _until(
+                lambda r=replica: {v for v, _ in churn(r)} == {str(moved.version)},
+                60, f"champion v{moved.version} on {replica.server.name}", *replicas,
+            )  # fmt: skip
+        assert [s for _, s in churn(replicas[0])] == [s for _, s in first]
+
+        # Redis restarted: an id no answer was kept for needs the store.
+        private_redis.stop()
+        for replica in replicas:
+            down = score(replica, ["someone-new"])
+            assert down.status_code == 503, down.text
+            body = ErrorBody.model_validate(down.json())
+            assert body.error.code == "unavailable" and "someone-new" not in down.text
+            assert httpx.get(replica.url("/readyz"), timeout=60).status_code == 503
+            assert httpx.get(replica.url("/livez"), timeout=5).status_code == 200
+        private_redis.start()
+        for replica in replicas:
+            _until(
+                lambda r=replica: httpx.get(r.url("/readyz"), timeout=60).status_code == 200,
+                60, f"{replica.server.name} ready again", *replicas,
+            )  # fmt: skip
+            back = score(replica, ["someone-new", *known])
+            assert back.status_code == 200, back.text
+            unknown = back.json()["customers"][0]["scores"]["churn"]
+            assert unknown["score"] is None and UNKNOWN_CUSTOMER in unknown["warnings"]
+    finally:
+        for replica in replicas:
+            stop(replica.process)
