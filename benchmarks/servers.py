@@ -1,6 +1,6 @@
-"""Server processes for the serving benchmark and the tests that run the service for
-real: a free port, start in a process group of its own, wait until ready (and until
-its answers are computed ahead), stop with every process of the group.
+"""Server processes for the benchmarks and the tests that run them for real: a free
+port, start in a process group of its own, wait until ready (and until its answers are
+computed ahead), stop with every process of the group; and a Redis server of one's own.
 
 One home for these so that the benchmark and the tests start, wait for and stop a
 server the same way.
@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:  # imported where a Redis server is wanted, not by every benchmark
+    import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,3 +126,69 @@ def stop(process: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+class RedisServer:
+    """A ``redis-server`` of one's own on a free port, its data in ``folder``: saved at a
+    clean stop and loaded at the next start, as a production server keeps it across a
+    restart. A benchmark or test using it touches no shared server's keys."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        import redis
+
+        return redis.Redis.from_url(self.url, socket_connect_timeout=2)
+
+    def start(self, deadline_s: float = 30) -> None:
+        """Start the server and wait until it answers.
+
+        Raises:
+            RuntimeError: ``redis-server`` is not installed, or did not answer in time.
+        """
+        import redis
+
+        if shutil.which("redis-server") is None:
+            raise RuntimeError("redis-server is not installed (Debian's redis-server has it)")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--dir", str(self.folder), "--save", "", "--appendonly", "no"]
+        with (self.folder / "server.log").open("a") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.RedisError):
+                if self.client().ping():
+                    return
+            time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(f"redis-server on port {self.port} did not answer in {deadline_s} s")
+
+    def stop(self) -> None:
+        """A clean shutdown that saves the data first."""
+        import redis
+
+        with contextlib.suppress(redis.ConnectionError):  # it closes the connection
+            self.client().shutdown(save=True)
+        if self.process is not None:
+            self.process.wait(timeout=60)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def copy_from(self, source: redis.Redis, match: str) -> int:
+        """Copy the keys of ``source`` (a client) matching ``match``; how many."""
+        target, copied = self.client(), 0
+        for key in source.scan_iter(match=match):
+            target.restore(key, 0, source.dump(key), replace=True)
+            copied += 1
+        return copied

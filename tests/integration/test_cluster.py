@@ -8,9 +8,7 @@ a reason naming the server and the setting that points at it.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,13 +23,20 @@ import httpx
 import mlflow
 import optuna
 import pytest
-import redis
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 from psycopg import sql
 from pydantic import SecretStr
 
-from benchmarks.servers import Server, free_port, start, stop, wait_ready, wait_warm
+from benchmarks.servers import (
+    RedisServer,
+    Server,
+    free_port,
+    start,
+    stop,
+    wait_ready,
+    wait_warm,
+)
 from custlab.doctor import check_services
 from custlab.settings import POSTGRES_STORES, Settings
 from features.cluster import (
@@ -414,61 +419,15 @@ def test_two_workers_share_one_study_and_a_killed_one_loses_no_finished_trial(
     assert [t.state for t in killed if t.state not in FINISHED] == [TrialState.FAIL]
 
 
-class PrivateRedis:
-    """A redis-server of one test's own, on a free port, keeping its data in ``folder``
-    across a restart (saved at shutdown, loaded at start), as a production server does."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, socket_connect_timeout=2)
-
-    def start(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--dir", str(self.folder), "--save", "", "--appendonly", "no"]
-        with (self.folder / "server.log").open("a") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(redis.RedisError):
-                if self.client().ping():
-                    return
-            time.sleep(0.1)
-        pytest.fail(f"redis-server on port {self.port} did not start")
-
-    def stop(self) -> None:
-        """A clean shutdown that saves the data first."""
-        with contextlib.suppress(redis.ConnectionError):  # it closes the connection
-            self.client().shutdown(save=True)
-        if self.process is not None:
-            self.process.wait(timeout=30)
-
-    def copy_from(self, source: redis.Redis, match: str) -> int:
-        target, copied = self.client(), 0
-        for key in source.scan_iter(match=match):
-            target.restore(key, 0, source.dump(key), replace=True)
-            copied += 1
-        return copied
-
-
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        _unreachable("redis-server is not installed: Debian's redis-server package has it")
-    server = PrivateRedis(tmp_path / "redis")
-    server.start()
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    try:
+        server.start()
+    except RuntimeError as why:
+        _unreachable(str(why))
     yield server
-    if server.process is not None and server.process.poll() is None:
-        server.process.kill()
-        server.process.wait()
+    server.kill()
 
 
 def _replica(trained: Settings, redis_url: str, tmp_path: Path, name: str) -> RunningServer:
@@ -514,7 +473,7 @@ def _until(check: Callable[[], bool], seconds: float, what: str, *servers: Runni
 @services
 @pytest.mark.slow
 def test_replicas_share_redis_and_the_registry_and_ride_out_a_redis_restart(
-    trained: Settings, private_redis: PrivateRedis, tmp_path: Path
+    trained: Settings, private_redis: RedisServer, tmp_path: Path
 ):
     """Two replicas read one Redis and one registry: the same answers, a champion move
     reaching both; Redis restarted under them: what needs the store answers 503 and
