@@ -1,17 +1,20 @@
-"""custlab's online store (``features.online_store``) against plain Feast on its stock
-SQLite online store, over one synthetic customer table of 70 features in 6 views.
+"""custlab's online stores (SQLite, ``features.online_store``; Redis, the cluster
+profile's ``features.redis_store``) against plain Feast on its stock SQLite online store,
+over one synthetic customer table of 70 features in 6 views.
 
     python -m benchmarks.online_store --customers 1000000 [--home DIR]
 
-* materialize: custlab ``write_frame`` of every customer into every view, against the
-  anchor, ``FeatureStore.materialize`` into Feast's ``sqlite`` store, which runs on the
-  first ``anchor_rows`` customers of the same table because it is slow; in customers/s.
+* materialize: custlab ``write_frame`` of every customer into every view (into SQLite,
+  and into a Redis server of the benchmark's own on loopback), against the anchor,
+  ``FeatureStore.materialize`` into Feast's ``sqlite`` store, which runs on the first
+  ``anchor_rows`` customers of the same table because it is slow; in customers/s.
 * read: the full vectors (all views) of 1,000 random customers, custlab ``read_frames``
-  (one query for all views) against ``FeatureStore.get_online_features`` of the feature
-  service on the anchor store. Both read the same ids, drawn from the customers the anchor
-  holds (custlab's store holds all of them, so its table is the larger). Wall and CPU
-  (``time.process_time``) milliseconds: the machine may be shared, CPU time is what the
-  read itself costs.
+  (one query, or one Redis script call, for all views) against
+  ``FeatureStore.get_online_features`` of the feature service on the anchor store. All
+  read the same ids, drawn from the customers the anchor holds (custlab's stores hold all
+  of them, so their tables are the larger). Wall and CPU (``time.process_time``)
+  milliseconds: the machine may be shared, CPU time is what the read itself costs (a
+  Redis read's wall time includes the server's work, its CPU time does not).
 
 Everything is written under the home folder (a temporary one, removed afterwards, unless
 ``--home`` is given). Nothing runs at import.
@@ -36,9 +39,12 @@ from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, File
 from feast.types import Float32, String
 from feast.value_type import ValueType
 
+from benchmarks.servers import RedisServer
 from features.online_store import CustomerOnlineStore
+from features.redis_store import CustomerRedisOnlineStore
 
 CUSTLAB_TYPE = "features.online_store.CustomerOnlineStore"
+REDIS_TYPE = "features.redis_store.CustomerRedisOnlineStore"
 SNAPSHOT = pd.Timestamp("2025-09-29", tz="UTC")
 # (view, float features, string categoricals): 64 floats and 6 strings, 4-25 per view.
 LAYOUT = [
@@ -79,13 +85,19 @@ def synthetic_table(customers: int, seed: int = 7) -> pd.DataFrame:
     return pd.DataFrame(columns).drop_duplicates("customer_id", ignore_index=True)
 
 
-def repo_config(home: Path, online_type: str) -> RepoConfig:
-    """The config of a benchmark repo in ``home`` (DuckDB offline, as custlab runs)."""
+def repo_config(home: Path, online_type: str, redis_url: str | None = None) -> RepoConfig:
+    """The config of a benchmark repo in ``home`` (DuckDB offline, as custlab runs); a
+    Redis store at ``redis_url``."""
+    online = (
+        {"type": online_type, "url": redis_url, "key_prefix": "bench:"}
+        if online_type == REDIS_TYPE
+        else {"type": online_type, "path": str(home / "online.db")}
+    )
     config = RepoConfig(
         project="bench",
         provider="local",
         registry={"path": str(home / "registry.db"), "cache_ttl_seconds": 0},
-        online_store={"type": online_type, "path": str(home / "online.db")},
+        online_store=online,
         offline_store={"type": "duckdb"},
         entity_key_serialization_version=3,
     )
@@ -93,11 +105,14 @@ def repo_config(home: Path, online_type: str) -> RepoConfig:
     return config
 
 
-def build_repo(home: Path, table: pd.DataFrame, online_type: str) -> FeatureStore:
+def build_repo(
+    home: Path, table: pd.DataFrame, online_type: str, redis_url: str | None = None
+) -> FeatureStore:
     """Write ``table`` as the parquet source of a Feast repo in ``home`` and apply it."""
     home.mkdir(parents=True, exist_ok=True)
     table.to_parquet(home / "customers.parquet")
-    store = FeatureStore(config=repo_config(home, online_type), repo_path=str(home))
+    config = repo_config(home, online_type, redis_url)
+    store = FeatureStore(config=config, repo_path=str(home))
     customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.STRING)
     source = FileSource(
         name="customers", path=str(home / "customers.parquet"), timestamp_field="event_timestamp"
@@ -135,8 +150,21 @@ def _feast_materialize(store: FeatureStore) -> tuple[float, float]:
     return time.perf_counter() - started, time.process_time() - cpu
 
 
-def measure_materialize(home: Path, table: pd.DataFrame, anchor_rows: int = 50_000) -> list[dict]:
-    """Load ``table`` into custlab's store and its first ``anchor_rows`` into the anchor.
+def _write_frames(store: FeatureStore, table: pd.DataFrame) -> tuple[float, float]:
+    """Wall and CPU seconds of custlab ``write_frame`` of ``table`` into every view."""
+    online = store._get_provider().online_store
+    started, cpu = time.perf_counter(), time.process_time()
+    for view in _views(store):
+        columns = ["customer_id", "event_timestamp", *(f.name for f in view.features)]
+        online.write_frame(store.config, view, table[columns])
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def measure_materialize(
+    home: Path, table: pd.DataFrame, redis_url: str, anchor_rows: int = 50_000
+) -> list[dict]:
+    """Load ``table`` into custlab's stores (SQLite, and Redis at ``redis_url``) and its
+    first ``anchor_rows`` into the anchor.
 
     Also times Feast's materialize into custlab's store (on the anchor's rows): the same
     proto path as the anchor, into the columnar layout.
@@ -146,19 +174,15 @@ def measure_materialize(home: Path, table: pd.DataFrame, anchor_rows: int = 50_0
         views per wall second) and rows/s relative to the anchor.
     """
     head = table.iloc[:anchor_rows]
-    store = build_repo(home / "custlab", table, CUSTLAB_TYPE)
-    online = CustomerOnlineStore()
-    started, cpu = time.perf_counter(), time.process_time()
-    for view in _views(store):
-        columns = ["customer_id", "event_timestamp", *(f.name for f in view.features)]
-        online.write_frame(store.config, view, table[columns])
-    custlab_s = time.perf_counter() - started, time.process_time() - cpu
+    custlab_s = _write_frames(build_repo(home / "custlab", table, CUSTLAB_TYPE), table)
+    redis_s = _write_frames(build_repo(home / "redis-repo", table, REDIS_TYPE, redis_url), table)
     via_feast_s = _feast_materialize(build_repo(home / "custlab-via-feast", head, CUSTLAB_TYPE))
     anchor_s = _feast_materialize(build_repo(home / "anchor", head, "sqlite"))
     rows = [
         {"system": name, "customers": customers, "seconds": wall, "cpu seconds": cpu}
         for name, customers, (wall, cpu) in [
             ("custlab write_frame", len(table), custlab_s),
+            ("custlab write_frame -> Redis", len(table), redis_s),
             ("Feast materialize -> custlab", len(head), via_feast_s),
             ("anchor: Feast materialize -> sqlite", len(head), anchor_s),
         ]
@@ -173,6 +197,7 @@ def measure_materialize(home: Path, table: pd.DataFrame, anchor_rows: int = 50_0
 def measure_read(
     home: Path,
     table: pd.DataFrame,
+    redis_url: str,
     anchor_rows: int = 50_000,
     batch: int = 1000,
     rounds: int = 30,
@@ -194,11 +219,16 @@ def measure_read(
         median over the anchor's.
     """
     store = FeatureStore(config=repo_config(home / "custlab", CUSTLAB_TYPE), repo_path=str(home))
+    redis_config = repo_config(home / "redis-repo", REDIS_TYPE, redis_url)
+    on_redis = FeatureStore(config=redis_config, repo_path=str(home))
     anchor = FeatureStore(config=repo_config(home / "anchor", "sqlite"), repo_path=str(home))
-    views, online = _views(store), CustomerOnlineStore()
+    views, online, redis_online = _views(store), CustomerOnlineStore(), CustomerRedisOnlineStore()
 
     def custlab(ids: list[str]) -> object:
         return online.read_frames(store.config, views, ids)
+
+    def custlab_redis(ids: list[str]) -> object:
+        return redis_online.read_frames(on_redis.config, views, ids)
 
     def sdk(feast: FeatureStore) -> Callable[[list[str]], object]:
         service = feast.get_feature_service("all_v1")
@@ -212,6 +242,7 @@ def measure_read(
         "custlab read_frames (6 views)": (custlab, 0, None),
         f"custlab read_frames, ids of all {len(table):,}": (custlab, 1, None),
         "custlab read_frames, after a Feast SDK read": (custlab, 0, anchor_sdk),
+        "custlab read_frames from Redis (6 views)": (custlab_redis, 0, None),
         "Feast SDK -> custlab": (sdk(store), 0, None),
         "anchor: Feast SDK -> sqlite": (anchor_sdk, 0, None),
     }
@@ -253,13 +284,21 @@ def run(customers: int, home: Path, anchor_rows: int = 50_000, rounds: int = 30)
     load_before = os.getloadavg()[0]
     table = synthetic_table(customers)
     anchor_rows = min(anchor_rows, len(table))
-    rows = measure_materialize(home, table, anchor_rows)
-    rows += measure_read(home, table, anchor_rows, rounds=rounds)
+    redis = RedisServer(home / "redis")
+    redis.start()
+    try:
+        version = redis.client().info("server")["redis_version"]
+        rows = measure_materialize(home, table, redis.url, anchor_rows)
+        rows += measure_read(home, table, redis.url, anchor_rows, rounds=rounds)
+        redis_gb = redis.client().info("memory")["used_memory"] / 1e9
+    finally:
+        redis.kill()  # its data is of no use after the run: not saved
     setup = (
         f"{len(table):,} customers x {sum(f + s for _, f, s in LAYOUT)} features in "
         f"{len(LAYOUT)} views; anchor on the first {anchor_rows:,}; {rounds} read rounds "
         f"of 1,000 ids; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f}"
-        f" GB; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+        f" GB; Redis {version} on loopback, the benchmark's own server, {redis_gb:.2f} GB used; "
+        f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     )
     return pd.DataFrame(rows).assign(setup=setup)
 
