@@ -35,6 +35,14 @@ Seed = Annotated[int, typer.Option(help="Random seed.", min=0)]
 Trials = Annotated[int, typer.Option(help="Optuna trials.", min=1)]
 Timeout = Annotated[float, typer.Option(help="Stop tuning after this many seconds.", min=1)]
 Jobs = Annotated[int, typer.Option(help="Optuna trials run in parallel.", min=1)]
+Workers = Annotated[
+    int,
+    typer.Option(
+        help="Processes sharing the study, each running --jobs trials at a time (processes "
+        "on other machines join with the same command and storage).",
+        min=1,
+    ),
+]
 Task = Annotated[str, typer.Option(help="Task: churn, propensity, clv or lifecycle.")]
 Scenarios = Annotated[
     list[str] | None,
@@ -144,14 +152,18 @@ def features(
 
 @app.command()
 def tune(
-    task: Task = "churn", trials: Trials = 20, timeout: Timeout = 900.0, jobs: Jobs = 1
+    task: Task = "churn",
+    trials: Trials = 20,
+    timeout: Timeout = 900.0,
+    jobs: Jobs = 1,
+    workers: Workers = 1,
 ) -> None:
     """Run (or resume) a task's Optuna study alone; a later train on the same data
     resumes it."""
     from custlab import pipeline
     from training.tune import TuneSpec
 
-    spec = TuneSpec(n_trials=trials, timeout_seconds=timeout, jobs=jobs)
+    spec = TuneSpec(n_trials=trials, timeout_seconds=timeout, jobs=jobs, workers=workers)
     result = _run(pipeline.tune, _settings(), task, spec)
     typer.echo(pipeline.describe_tuning(task, result))
 
@@ -162,6 +174,7 @@ def train(
     trials: Trials = 20,
     timeout: Timeout = 900.0,
     jobs: Jobs = 1,
+    workers: Workers = 1,
     table: Annotated[
         str | None,
         typer.Option(
@@ -175,7 +188,7 @@ def train(
     from custlab import pipeline
     from training.tune import TuneSpec
 
-    spec = TuneSpec(n_trials=trials, timeout_seconds=timeout, jobs=jobs)
+    spec = TuneSpec(n_trials=trials, timeout_seconds=timeout, jobs=jobs, workers=workers)
     if task == "all":
         outcomes = _run(pipeline.train_all, _settings(), spec)
     else:

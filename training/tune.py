@@ -4,18 +4,30 @@ A study is seeded multivariate TPE with successive halving: each trial reports i
 validation loss every few boosting rounds, and a trial that falls behind the best at a
 rung is stopped there. The study lives in a database, so a tuning run that is killed
 resumes where it stopped: finished trials are kept and only the missing ones run.
+
+Trials run in parallel threads of one process (``jobs``) and in worker processes
+(``workers``) that share the study through its database: this process starts the other
+``workers - 1`` (``python -m training.tune_worker``) with the training and validation rows
+in a file, and every process stops once the study holds its budget of finished trials.
+Processes on other machines join a study the same way: ``custlab tune`` with the same
+data and storage (the cluster profile's PostgreSQL) runs trials of the same study.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import pickle
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
@@ -26,6 +38,7 @@ import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm import tqdm
@@ -60,6 +73,9 @@ class TuneSpec(BaseModel):
     max_rounds: int = Field(1000, ge=10)
     early_stopping_rounds: int = Field(50, ge=1)
     jobs: int = Field(1, ge=1, le=64, description="Trials run in parallel (threads).")
+    workers: int = Field(
+        1, ge=1, le=64, description="Processes sharing the study, each running jobs trials."
+    )
     prune: bool = Field(True, description="Stop trials that fall behind (successive halving).")
 
 
@@ -196,19 +212,16 @@ def pruning_callback(trial: optuna.Trial, every: int = REPORT_EVERY) -> Callable
 
 
 class _TrialLog:
-    """Each finished trial as a child run of the active MLflow run.
+    """Each finished trial as a child run of the tuning's MLflow run.
 
-    Trials may run in worker threads, where MLflow's active-run stack is empty, so the
-    child runs are written through a client with the parent's id.
+    Trials may run in worker threads, where MLflow's active-run stack is empty, or in
+    worker processes, so the child runs are written through a client with the parent's id.
     """
 
-    def __init__(self) -> None:
-        parent = mlflow.active_run()
-        if parent is None:
-            raise CustlabError("tuning logs its trials under an active MLflow run")
+    def __init__(self, parent_id: str, experiment_id: str) -> None:
         self.client = MlflowClient()
-        self.parent_id = parent.info.run_id
-        self.experiment_id = parent.info.experiment_id
+        self.parent_id = parent_id
+        self.experiment_id = experiment_id
 
     def write(self, trial: optuna.Trial, state: TrialState, values: dict[str, float]) -> None:
         run = self.client.create_run(
@@ -271,7 +284,7 @@ def open_study(study_name: str, storage: str, seed: int, spec: TuneSpec) -> optu
         storage=rdb,
         direction="maximize",
         sampler=optuna.samplers.TPESampler(
-            seed=seed, multivariate=True, constant_liar=spec.jobs > 1
+            seed=seed, multivariate=True, constant_liar=spec.jobs * spec.workers > 1
         ),
         pruner=(
             optuna.pruners.SuccessiveHalvingPruner(min_resource=MIN_ROUNDS, reduction_factor=3)
@@ -280,6 +293,137 @@ def open_study(study_name: str, storage: str, seed: int, spec: TuneSpec) -> optu
         ),
         load_if_exists=True,
     )
+
+
+@dataclass
+class _Job:
+    """What a process needs to run trials of a study (pickled for worker processes)."""
+
+    study_name: str
+    storage: str
+    fixed_params: dict[str, Any]
+    train: tuple[pd.DataFrame, np.ndarray]
+    valid: tuple[pd.DataFrame, np.ndarray]
+    spec: TuneSpec
+    seed: int
+    metrics: Callable[[np.ndarray, np.ndarray], dict[str, float]]
+    primary_metric: str
+    space: SearchSpace
+    tracking_uri: str
+    parent_id: str
+    experiment_id: str
+    # The best trial this process ran, by number: its value and booster.
+    boosters: dict[int, tuple[float, lgb.Booster]] = field(default_factory=dict)
+
+    def run(self, missing: int, progress: Callable[..., None] | None = None) -> None:
+        """Run trials until the study holds ``spec.n_trials`` finished ones (``missing``
+        at most from this process), or the timeout."""
+        study = open_study(self.study_name, self.storage, self.seed, self.spec)
+        callbacks = [MaxTrialsCallback(self.spec.n_trials, states=FINISHED)]
+        study.optimize(
+            self._objective(),
+            n_trials=missing,
+            timeout=self.spec.timeout_seconds,
+            n_jobs=self.spec.jobs,
+            callbacks=[*callbacks, *([progress] if progress else [])],
+        )
+
+    def _objective(self) -> Callable[[optuna.Trial], float]:
+        spec = self.spec
+        # Without feature_pre_filter=False, trials with a smaller min_data_in_leaf than
+        # the first one would silently reuse the first trial's feature filtering.
+        dataset_params = {"feature_pre_filter": False}
+        train_set = lgb.Dataset(*self.train, params=dataset_params, free_raw_data=False)
+        valid_set = lgb.Dataset(
+            *self.valid, reference=train_set, params=dataset_params, free_raw_data=False
+        )
+        # Construct once here: lazily, parallel trials would race to build the same bins.
+        train_set.construct()
+        valid_set.construct()
+        threads = max(1, (os.cpu_count() or 1) // (spec.jobs * spec.workers))
+        trial_log = _TrialLog(self.parent_id, self.experiment_id)
+        keeping = threading.Lock()
+        primary = self.primary_metric
+
+        def run_trial(trial: optuna.Trial) -> float:
+            params = self.fixed_params | {"num_threads": threads}
+            params |= suggest_params(trial, self.space)
+            trial.set_user_attr("worker", os.getpid())
+            callbacks = [lgb.early_stopping(spec.early_stopping_rounds, verbose=False)]
+            if spec.prune:
+                callbacks.append(pruning_callback(trial))
+            try:
+                booster = lgb.train(
+                    params,
+                    train_set,
+                    num_boost_round=spec.max_rounds,
+                    valid_sets=[valid_set],
+                    callbacks=callbacks,
+                )
+            except optuna.TrialPruned as pruned:
+                trial.set_user_attr("pruned", str(pruned))
+                trial_log.write(trial, TrialState.PRUNED, {})
+                logger.debug("trial %d pruned (%s)", trial.number, pruned)
+                raise
+            score = booster.predict(self.valid[0], num_iteration=booster.best_iteration)
+            values = self.metrics(self.valid[1], np.asarray(score))
+            trial.set_user_attr("best_iteration", booster.best_iteration)
+            trial_log.write(trial, TrialState.COMPLETE, values)
+            with keeping:
+                if all(values[primary] > v for v, _ in self.boosters.values()):
+                    self.boosters.clear()
+                    self.boosters[trial.number] = (values[primary], booster)
+            logger.info(
+                "trial %d: valid %s %.4f (%d rounds)",
+                trial.number,
+                primary,
+                values[primary],
+                booster.best_iteration,
+            )
+            return values[primary]
+
+        return run_trial
+
+
+def run_worker(path: Path) -> None:
+    """A worker process's part of a study: the job pickled at ``path``."""
+    job: _Job = pickle.loads(path.read_bytes())
+    mlflow.set_tracking_uri(job.tracking_uri)
+    job.run(job.spec.n_trials)
+
+
+@contextlib.contextmanager
+def _workers(job: _Job) -> Iterator[None]:
+    """The study's other ``workers - 1`` processes, running while the body runs this
+    process's trials; waited for after it (a failed one is reported, its finished trials
+    stay in the study), killed if the body fails."""
+    others = job.spec.workers - 1
+    if others == 0:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="custlab-tune-") as folder:
+        path = Path(folder) / "job.pickle"
+        path.write_bytes(pickle.dumps(job))
+        logs = [Path(folder) / f"worker-{i}.log" for i in range(others)]
+        processes = []
+        for log in logs:
+            with log.open("w") as out:
+                command = [sys.executable, "-m", "training.tune_worker", str(path)]
+                processes.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT))
+        logger.info("%d worker processes share study %s", others, job.study_name)
+        try:
+            yield
+        except BaseException:
+            for process in processes:
+                process.kill()
+            raise
+        finally:
+            for process, log in zip(processes, logs, strict=True):
+                if process.wait() != 0:
+                    tail = " | ".join(log.read_text().splitlines()[-5:])
+                    logger.warning(
+                        "tuning worker %d exited with %s: %s", process.pid, process.returncode, tail
+                    )
 
 
 def tune_task(
@@ -300,62 +444,21 @@ def tune_task(
     Each trial fits LightGBM (``fixed_params`` plus the sampled ones) with early stopping
     on ``valid``, is pruned when its validation loss falls behind, and is logged as a
     child run of the active MLflow run. The trials sample ``space`` (default: the one
-    :meth:`SearchSpace.for_rows` gives for the training rows).
+    :meth:`SearchSpace.for_rows` gives for the training rows). With ``spec.workers > 1``
+    worker processes run trials of the study beside this one.
 
     Raises:
-        CustlabError: No trial completed (every one failed or was pruned).
+        CustlabError: No trial completed (every one failed or was pruned), or no MLflow
+            run is active.
     """
-    # Without feature_pre_filter=False, trials with a smaller min_data_in_leaf than the
-    # first one would silently reuse the first trial's feature filtering.
-    dataset_params = {"feature_pre_filter": False}
-    train_set = lgb.Dataset(*train, params=dataset_params, free_raw_data=False)
-    valid_set = lgb.Dataset(*valid, reference=train_set, params=dataset_params, free_raw_data=False)
-    # Construct once here: lazily, parallel trials would race to build the same bins.
-    train_set.construct()
-    valid_set.construct()
-    y_valid = valid[1]
-    space = space or SearchSpace.for_rows(len(train[1]))
-    threads = max(1, (os.cpu_count() or 1) // spec.jobs)
-    trial_log = _TrialLog()
-    # The best trial so far of this run: its value and booster, by trial number.
-    boosters: dict[int, tuple[float, lgb.Booster]] = {}
-    keeping = threading.Lock()
-
-    def run_trial(trial: optuna.Trial) -> float:
-        params = fixed_params | {"num_threads": threads} | suggest_params(trial, space)
-        callbacks = [lgb.early_stopping(spec.early_stopping_rounds, verbose=False)]
-        if spec.prune:
-            callbacks.append(pruning_callback(trial))
-        try:
-            booster = lgb.train(
-                params,
-                train_set,
-                num_boost_round=spec.max_rounds,
-                valid_sets=[valid_set],
-                callbacks=callbacks,
-            )
-        except optuna.TrialPruned as pruned:
-            trial.set_user_attr("pruned", str(pruned))
-            trial_log.write(trial, TrialState.PRUNED, {})
-            logger.debug("trial %d pruned (%s)", trial.number, pruned)
-            raise
-        score = booster.predict(valid[0], num_iteration=booster.best_iteration)
-        values = metrics(y_valid, np.asarray(score))
-        trial.set_user_attr("best_iteration", booster.best_iteration)
-        trial_log.write(trial, TrialState.COMPLETE, values)
-        with keeping:
-            if all(values[primary_metric] > v for v, _ in boosters.values()):
-                boosters.clear()
-                boosters[trial.number] = (values[primary_metric], booster)
-        logger.info(
-            "trial %d: valid %s %.4f (%d rounds)",
-            trial.number,
-            primary_metric,
-            values[primary_metric],
-            booster.best_iteration,
-        )
-        return values[primary_metric]
-
+    parent = mlflow.active_run()
+    if parent is None:
+        raise CustlabError("tuning logs its trials under an active MLflow run")
+    job = _Job(
+        study_name, storage, fixed_params, train, valid, spec, seed, metrics, primary_metric,
+        space or SearchSpace.for_rows(len(train[1])), mlflow.get_tracking_uri(),
+        parent.info.run_id, parent.info.experiment_id,
+    )  # fmt: skip
     study = open_study(study_name, storage, seed, spec)
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
     missing = spec.n_trials - finished
@@ -366,13 +469,8 @@ def tune_task(
     if missing > 0:
         progress = _Progress(missing, spec.timeout_seconds, primary_metric)
         try:
-            study.optimize(
-                run_trial,
-                n_trials=missing,
-                timeout=spec.timeout_seconds,
-                n_jobs=spec.jobs,
-                callbacks=[progress],
-            )
+            with _workers(job):
+                job.run(missing, progress)
         finally:
             progress.close()
     done = study.get_trials(deepcopy=False, states=FINISHED)
@@ -386,5 +484,6 @@ def tune_task(
         best_value=float(best.value),
         n_trials=len(done),
         n_pruned=sum(t.state == TrialState.PRUNED for t in done),
-        best_booster=boosters[best.number][1] if best.number in boosters else None,
+        # None when another process ran the best trial: the caller fits it again.
+        best_booster=job.boosters[best.number][1] if best.number in job.boosters else None,
     )

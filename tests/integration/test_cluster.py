@@ -201,6 +201,26 @@ def test_train_registers_and_promotes_in_its_own_schemas(trained: Settings, name
 
 @services
 @pytest.mark.slow
+def test_tune_with_two_workers_runs_the_trained_study_on_postgres(trained: Settings):
+    from custlab import pipeline
+
+    # The same data as training's study: this run resumes it, with a worker process.
+    result = pipeline.tune(trained, "churn", TuneSpec(n_trials=8, max_rounds=300, workers=2))
+    (summary,) = [
+        s
+        for s in optuna.get_all_study_summaries(trained.optuna_storage)
+        if s.study_name.startswith("custlab-churn-")
+    ]
+    study = optuna.load_study(study_name=summary.study_name, storage=trained.optuna_storage)
+    finished = [t for t in study.trials if t.state in FINISHED]
+    assert 8 <= len(finished) <= 9 and result.n_trials == len(finished)
+    # Training's two trials, then both processes of this run.
+    workers = [t.user_attrs["worker"] for t in sorted(finished, key=lambda t: t.number)]
+    assert len(set(workers[2:])) == 2 and os.getpid() in workers[2:]
+
+
+@services
+@pytest.mark.slow
 def test_postgres_refusing_stops_train_with_one_line_and_writes_nothing(trained: Settings):
     port = free_port()
     dsn = f"postgresql://postgres:refused-secret@127.0.0.1:{port}/test"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -101,6 +102,24 @@ KILLED_RUN = textwrap.dedent(
         tune(settings, "toy-killed", TuneSpec(n_trials=200, max_rounds=300, prune=False))
     """
 )
+
+
+def test_worker_processes_share_the_study_and_log_under_one_parent(tmp_path):
+    settings = Settings(home=tmp_path)
+    use_tracking(settings, "custlab-toy")
+    spec = TuneSpec(n_trials=10, max_rounds=200, workers=2, prune=False)
+    with mlflow.start_run() as parent:
+        result = tune(settings, "toy-workers", spec)
+    study = optuna.load_study(study_name="toy-workers", storage=settings.optuna_storage)
+    finished = [t for t in study.trials if t.state in FINISHED]
+    # Every process stops once the study holds its budget: at most the trials in flight
+    # then (one a process) run past it.
+    assert 10 <= len(finished) <= 11 and result.n_trials == len(finished)
+    workers = {t.user_attrs["worker"] for t in finished}
+    assert len(workers) == 2 and os.getpid() in workers
+    runs = child_runs(parent.info.run_id)
+    assert len(runs) == len(finished)  # the worker's trials are children of the parent too
+    assert {r.data.params["worker"] for r in runs} == {str(w) for w in workers}
 
 
 def test_a_killed_study_resumes_with_its_finished_trials(tmp_path):
