@@ -5,7 +5,7 @@
 
 Target (issue 7): 50 trials for churn on 200,000 training rows in at most 10 minutes on
 a 2-core machine, with the share of pruned trials reported; the same study with two
-parallel trials beside it.
+parallel trials beside it, and (issue 11) with two worker processes sharing it.
 
 The data is the churn task's real training frame: a simulated world (30,000 customers,
 104 weeks, seed 7) with its features published to Feast, labelled and joined by
@@ -17,10 +17,11 @@ validation window is kept whole. The world and its features are built once under
 Each measurement is a fresh study on the same rows, timed from the rows to the study's
 result (LightGBM datasets built inside the timing):
 
-- **custlab, 1 job** and **custlab, 2 jobs**: :func:`training.train.tune` inside the
-  MLflow run ``custlab tune`` opens (:func:`training.train.task_run`): seeded
-  multivariate TPE, successive halving, every trial a nested MLflow run, the study in
-  SQLite.
+- **custlab, 1 job**, **custlab, 2 jobs** and **custlab, 2 workers**:
+  :func:`training.train.tune` inside the MLflow run ``custlab tune`` opens
+  (:func:`training.train.task_run`): seeded multivariate TPE, successive halving, every
+  trial a nested MLflow run, the study in SQLite; ``--workers 2`` runs a second process
+  on the same study (the cluster profile's way to tune on several machines).
 - **anchor**: what a skilled user writes by hand: ``optuna.create_study`` with a
   seeded ``TPESampler``, one trial at a time, in memory, each trial ``lgb.train`` with
   early stopping on the validation rows; no pruning, no MLflow. Same search space
@@ -126,7 +127,14 @@ def _median_trial_seconds(trials: list) -> float:
 
 
 def custlab_study(
-    home: Path, task, frames, features: list[str], n_trials: int, jobs: int, seed: int
+    home: Path,
+    task,
+    frames,
+    features: list[str],
+    n_trials: int,
+    jobs: int,
+    seed: int,
+    workers: int = 1,
 ) -> Measured:
     """A fresh custlab study as ``custlab tune`` runs it, timed."""
     import mlflow
@@ -137,14 +145,15 @@ def custlab_study(
     from training.train import task_run, tune
     from training.tune import FINISHED, TuneSpec
 
-    study_db = home / f"optuna-jobs{jobs}.db"
+    study_db = home / f"optuna-jobs{jobs}-workers{workers}.db"
     study_db.unlink(missing_ok=True)  # a resumed study would count an earlier run's trials
     storage = f"sqlite:///{study_db.resolve()}"
     use_tracking(Settings(home=home), "bench-tuning")
     started = time.perf_counter()
     with task_run(task, frames, "tune"):
-        mlflow.set_tag("benchmark", f"tuning, {jobs} job(s)")
-        tuned = tune(task, frames, features, TuneSpec(n_trials=n_trials, jobs=jobs), storage, seed)
+        mlflow.set_tag("benchmark", f"tuning, {jobs} job(s), {workers} worker(s)")
+        spec = TuneSpec(n_trials=n_trials, jobs=jobs, workers=workers)
+        tuned = tune(task, frames, features, spec, storage, seed)
     seconds = time.perf_counter() - started
     (summary,) = optuna.get_all_study_summaries(storage)
     trials = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials(
@@ -235,6 +244,9 @@ def compare(
         "custlab tune --jobs 2 (successive halving)": lambda: custlab_study(
             home, task, frames, features, n_trials, 2, seed
         ),
+        "custlab tune --workers 2 (successive halving)": lambda: custlab_study(
+            home, task, frames, features, n_trials, 1, seed, workers=2
+        ),
     }
     names = list(systems)
     measured: dict[str, list[Measured]] = {name: [] for name in names}
@@ -253,6 +265,7 @@ def compare(
                 "system": name,
                 "seconds": statistics.median(m.seconds for m in runs),
                 "trials": trials,
+                "trials per minute": statistics.median(60 * m.trials / m.seconds for m in runs),
                 "pruned share": statistics.median(m.pruned / m.trials for m in runs),
                 "median trial s": statistics.median(m.trial_seconds for m in runs),
                 "best valid ROC-AUC": statistics.median(m.best_roc_auc for m in runs),

@@ -56,10 +56,11 @@ class Check:
 def check_services(settings: Settings) -> list[Check]:
     """Check each service of the active profile, in the order they depend on each other.
 
-    ``local``: the home, the MLflow store and the Optuna storage (SQLite files in the
-    home). ``cluster``: the home, PostgreSQL and the deployment's schemas in it, Redis,
-    then the MLflow store and the Optuna storage in their schemas (not opened when
-    PostgreSQL is down: each would only wait for it again).
+    ``local``: the home, the MLflow store, the Optuna storage and the Feast registry
+    (SQLite files in the home). ``cluster``: the home, PostgreSQL and the deployment's
+    schemas in it, Redis, then the MLflow store, the Optuna storage and the Feast registry
+    in their schemas (not opened when PostgreSQL is down: each would only wait for it
+    again).
     """
     checks = [_check_home(settings)]
     postgres_ok = True
@@ -67,7 +68,11 @@ def check_services(settings: Settings) -> list[Check]:
         checks.append(_guarded("postgres", settings, _check_postgres))
         postgres_ok = checks[-1].ok
         checks.append(_guarded("redis", settings, _check_redis))
-    for name, check in (("mlflow", _check_mlflow), ("optuna", _check_optuna)):
+    for name, check in (
+        ("mlflow", _check_mlflow),
+        ("optuna", _check_optuna),
+        ("feast", _check_feast),
+    ):
         if postgres_ok:
             checks.append(_guarded(name, settings, check))
         else:
@@ -222,3 +227,20 @@ def _check_optuna(settings: Settings) -> str:
         storage.remove_session()
         storage.engine.dispose()
     return f"{redact_url(uri)} opens: {studies} studies"
+
+
+def _check_feast(settings: Settings) -> str:
+    if settings.profile == "cluster":
+        if not schema_status(settings, "feast").tables:
+            where = f"in schema {settings.postgres_schema('feast')}"
+            return f"not made yet; custlab features makes the registry {where}"
+    elif not (settings.feast_dir / "registry.db").exists():
+        return f"not made yet; custlab features makes the registry in {settings.feast_dir}"
+    from features.store import open_store
+
+    store = open_store(settings)
+    views = store.list_feature_views()
+    ends = [v.most_recent_end_time for v in views if v.most_recent_end_time]
+    online = type(store._get_provider().online_store).__name__
+    newest = f"online as of {max(ends):%Y-%m-%d}" if ends else "nothing materialized yet"
+    return f"registry opens: {len(views)} feature views, {newest}; online store {online}"

@@ -31,11 +31,11 @@ def test_local_profile_checks_the_home_and_its_sqlite_stores(
 ):
     settings = Settings(home=tmp_path / "home")
     checks = check_services(settings)
-    assert [c.name for c in checks] == ["home", "mlflow", "optuna"]
+    assert [c.name for c in checks] == ["home", "mlflow", "optuna", "feast"]
     assert all(c.ok for c in checks), [c.line for c in checks]
     # The doctor looks and makes nothing: the first command makes the stores.
     assert not settings.home.exists()
-    assert "not made yet" in checks[1].detail and "not made yet" in checks[2].detail
+    assert all("not made yet" in c.detail for c in checks[1:])
 
     use_tracking(settings, "custlab-doctor")
     open_study("doctor", settings.optuna_storage, 0, TuneSpec())
@@ -67,7 +67,7 @@ def closed() -> Settings:
 
 def test_each_unreachable_service_fails_on_one_line_naming_its_setting(closed: Settings):
     checks = {c.name: c for c in check_services(closed)}
-    assert list(checks) == ["home", "postgres", "redis", "mlflow", "optuna"]
+    assert list(checks) == ["home", "postgres", "redis", "mlflow", "optuna", "feast"]
     assert checks["home"].ok
     postgres, redis = checks["postgres"], checks["redis"]
     assert not postgres.ok and not redis.ok
@@ -76,8 +76,9 @@ def test_each_unreachable_service_fails_on_one_line_naming_its_setting(closed: S
     assert postgres.detail.endswith("(CUSTLAB_POSTGRES_DSN)")
     assert redis.line.startswith("FAIL redis: Redis at redis://:***@127.0.0.1:")
     assert redis.detail.endswith("(CUSTLAB_REDIS_URL)")
-    # MLflow and Optuna live on that PostgreSQL: not opened, so not waited for.
-    for name in ("mlflow", "optuna"):
+    # MLflow, Optuna and Feast's registry live on that PostgreSQL: not opened, so not
+    # waited for.
+    for name in ("mlflow", "optuna", "feast"):
         assert checks[name].line == (
             f"FAIL {name}: not opened: PostgreSQL is unreachable (CUSTLAB_POSTGRES_DSN)"
         )

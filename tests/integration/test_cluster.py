@@ -190,6 +190,9 @@ def test_train_registers_and_promotes_in_its_own_schemas(trained: Settings, name
         .get_run(model.run_id)
         .info.artifact_uri.startswith(trained.mlflow_artifact_root)
     )
+    (feast,) = [c for c in check_services(trained) if c.name == "feast"]
+    assert feast.ok and "registry opens: 6 feature views, online as of" in feast.detail
+    assert feast.detail.endswith("online store CustomerRedisOnlineStore")
     # Another deployment on the same server sees none of it.
     other = cluster_settings(namespaces, trained.home.parent / "other")
     ensure_schemas(other)
@@ -298,9 +301,10 @@ def test_doctor_says_ok_for_every_service(namespaces, tmp_path: Path):
             }
         )
     checks = check_services(settings)
-    assert [c.name for c in checks] == ["home", "postgres", "redis", "mlflow", "optuna"]
+    assert [c.name for c in checks] == ["home", "postgres", "redis", "mlflow", "optuna", "feast"]
     assert all(c.ok for c in checks), [c.line for c in checks]
     assert "to be made" in checks[1].detail and "not made yet" in checks[3].detail
+    assert "not made yet" in checks[5].detail
     ensure_schemas(settings)
     open_study("doctor", settings.optuna_storage, 0, TuneSpec())
     checks = check_services(settings)
