@@ -1,5 +1,5 @@
-"""The cluster profile's shared servers: connections to PostgreSQL and Redis, the
-deployment's PostgreSQL schemas, and errors that name the setting to fix.
+"""The cluster profile's shared servers: connections to PostgreSQL, Redis and a Dask
+scheduler, the deployment's PostgreSQL schemas, and errors that name the setting to fix.
 
 It sits in the lowest room that reaches a shared server (Feast's SQL registry here;
 MLflow and Optuna in ``training/``), since rooms import nothing of ``custlab/`` but its
@@ -21,6 +21,7 @@ from custlab.settings import POSTGRES_STORES, PostgresStore, Settings, env_name,
 from features.errors import CustlabError
 
 if TYPE_CHECKING:
+    import distributed
     import psycopg
     import redis
 
@@ -207,3 +208,40 @@ def ping_redis(settings: Settings) -> str:
         raise redis_failure(settings, "did not answer", error) from None
     finally:
         client.close()
+
+
+@contextmanager
+def dask_client(settings: Settings) -> Iterator[distributed.Client]:
+    """A client of the Dask scheduler ``dask_scheduler`` names, or of a local cluster of
+    ``dask_workers`` processes (one thread each: LightGBM and numpy inside a task run on
+    one core, the workers side by side) made for the body and shut down after it.
+
+    Raises:
+        ServiceUnavailable: The scheduler cannot be reached within the connect timeout.
+    """
+    import distributed
+
+    if settings.dask_scheduler is None:
+        with (
+            distributed.LocalCluster(
+                n_workers=settings.dask_workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                env={"OMP_NUM_THREADS": "1"},
+            ) as cluster,
+            distributed.Client(cluster) as client,
+        ):
+            yield client
+        return
+    try:
+        client = distributed.Client(
+            settings.dask_scheduler, timeout=settings.connect_timeout_seconds
+        )
+    except OSError as error:  # distributed's TimeoutError and refused connections
+        raise ServiceUnavailable(
+            f"Dask scheduler at {settings.dask_scheduler} did not answer: "
+            f"{scrub(settings, str(error)) or type(error).__name__} ({env_name('dask_scheduler')})"
+        ) from None
+    with client:
+        yield client

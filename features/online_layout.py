@@ -9,12 +9,15 @@ keeps the layout it applied beside the rows and decodes with it, and a packed va
 another length (another layout) reads as missing, never under the wrong names.
 
 The SQLite store (``features.online_store``) and the Redis store
-(``features.redis_store``) differ only in where these values live.
+(``features.redis_store``) differ only in where these values live: both are a
+:class:`FrameOnlineStore`, Feast's proto interface and custlab's frame interface over a
+store's own read and write.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +28,7 @@ import numpy as np
 import pandas as pd
 from feast import FeatureView
 from feast.infra.online_stores.helpers import compute_versioned_name
+from feast.infra.online_stores.online_store import OnlineStore
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RepoConfig
@@ -32,6 +36,8 @@ from feast.types import String
 from feast.value_type import ValueType
 
 from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
+
+logger = logging.getLogger(__name__)
 
 # Numeric value types, all packed -> their ValueProto field and cast.
 NUMERIC: dict[ValueType, tuple[str, Callable[[float], Any]]] = {
@@ -356,3 +362,117 @@ def unpack(blobs: Sequence[bytes | None], layout: Layout) -> np.ndarray:
     if len(buffer) != len(filler) * len(joined):
         buffer = b"".join(b if len(b) == len(filler) else filler for b in joined)
     return np.frombuffer(buffer, layout.dtype).reshape(len(joined), len(layout.numbers))
+
+
+class FrameOnlineStore(OnlineStore):
+    """Feast's proto methods and custlab's frame methods over a store's :meth:`_read`
+    (one call for any views and customers) and :meth:`_write` (one view's frame)."""
+
+    def _read(
+        self,
+        config: RepoConfig,
+        views: Sequence[FeatureView],
+        customer_ids: Sequence[str],
+        features_by_view: Mapping[str, Sequence[str]] | None,
+    ) -> Rows:
+        raise NotImplementedError
+
+    def _write(
+        self, config: RepoConfig, view: FeatureView, frame: pd.DataFrame, created: str | None
+    ) -> None:
+        """Check and pack ``frame``, then write it (its created times in column
+        ``created``, where given)."""
+        raise NotImplementedError
+
+    def _settle(self, config: RepoConfig) -> None:
+        """After a whole frame is written: what a store does once per frame, not per
+        Feast batch (nothing by default)."""
+
+    def online_write_batch(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]],
+        progress: Callable[[int], Any] | None,
+    ) -> None:
+        """Upsert Feast's proto rows (``feast materialize``, ``write_to_online_store``)."""
+        self._write(config, table, proto_frame(table, data), CREATED)
+        if progress:
+            progress(len(data))
+
+    def online_read(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        entity_keys: list[EntityKeyProto],
+        requested_features: list[str] | None = None,
+    ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
+        """Rows for ``entity_keys`` in order; ``(None, None)`` for an unknown customer."""
+        ids = [customer_id(key) for key in entity_keys]
+        wanted = {table.name: requested_features} if requested_features else None
+        return self._read(config, [table], ids, wanted).protos(table)
+
+    def write_frame(self, config: RepoConfig, view: FeatureView, frame: pd.DataFrame) -> int:
+        """Upsert a frame of one view without protos (how atomically: the store's notes).
+
+        Args:
+            config: The repo config naming this store.
+            view: The feature view, as applied (``feast apply``).
+            frame: ``customer_id`` (str), ``event_timestamp`` (tz-aware) and every feature
+                of the view; other columns are ignored. The batch source's created
+                timestamp column, when present, breaks ties between equal event times.
+
+        Returns:
+            Rows written (an older row than the stored one counts but does not replace it).
+
+        Raises:
+            ValueError: A column is missing or holds the wrong kind of values, a key or an
+                event timestamp is null, or the view is not the applied one. Nothing is
+                written.
+        """
+        created = getattr(view.batch_source, "created_timestamp_column", None)
+        self._write(config, view, frame, created or None)
+        self._settle(config)
+        logger.info("wrote %d rows to online view %s", len(frame), view.name)
+        return len(frame)
+
+    def read_frames(
+        self,
+        config: RepoConfig,
+        views: Sequence[FeatureView],
+        customer_ids: Sequence[str],
+        features_by_view: Mapping[str, Sequence[str]] | None = None,
+    ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        """Latest features of ``customer_ids`` in several views, in one query or round trip.
+
+        Args:
+            config: The repo config naming this store.
+            views: The feature views to read.
+            customer_ids: Customers to read; repeated and unknown ids are fine.
+            features_by_view: Per view name, the features to return in this order (a view
+                not named returns all of its features).
+
+        Returns:
+            One row per id with the views' features in order (numbers and bools as float64,
+            NaN where missing; strings as objects, None where missing) and, per view name,
+            the event timestamps in epoch seconds (NaN where the customer has no row).
+
+        Raises:
+            ValueError: An id is not a string, a feature is not in its view or not applied,
+                or two views return a feature of the same name.
+            Exception: The store's own error when it cannot be read now (a locked SQLite
+                file, an unreachable Redis): a retry may succeed, applying would not help.
+        """
+        return self._read(config, views, customer_ids, features_by_view).frames()
+
+    def read_frame(
+        self,
+        config: RepoConfig,
+        view: FeatureView,
+        customer_ids: Sequence[str],
+        features: Sequence[str] | None = None,
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """:meth:`read_frames` of one view: its features and its event timestamps."""
+        wanted = None if features is None else {view.name: features}
+        frame, stamps = self.read_frames(config, [view], customer_ids, wanted)
+        return frame, stamps[view.name]

@@ -32,10 +32,9 @@ import re
 import sqlite3
 import struct
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,25 +42,20 @@ import numpy as np
 import pandas as pd
 from feast import Entity, FeatureView
 from feast.infra.online_stores.helpers import compute_table_id
-from feast.infra.online_stores.online_store import OnlineStore
-from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from pydantic import StrictStr
 
 from features.contract import ENTITY_KEY
 from features.online_layout import (
-    CREATED,
+    FrameOnlineStore,
     Layout,
     Rows,
     as_list,
     assemble,
     checked_ids,
-    customer_id,
     declared_layout,
     pack_frame,
     plan_read,
-    proto_frame,
     versioned_key,
 )
 
@@ -115,32 +109,27 @@ def _text(layout: Layout, feature: str) -> str:
     return _q(f"{layout.prefix}.{feature}")
 
 
-class CustomerOnlineStore(OnlineStore):
-    """Feast online store with one row per customer for all views, plus a bulk path."""
+class CustomerOnlineStore(FrameOnlineStore):
+    """Feast online store with one row per customer for all views, plus a bulk path.
+    A frame is written in one transaction."""
 
-    def online_write_batch(
+    def _read(
         self,
         config: RepoConfig,
-        table: FeatureView,
-        data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]],
-        progress: Callable[[int], Any] | None,
+        views: Sequence[FeatureView],
+        customer_ids: Sequence[str],
+        features_by_view: Mapping[str, Sequence[str]] | None,
+    ) -> Rows:
+        return _read(config, views, customer_ids, features_by_view)
+
+    def _write(
+        self, config: RepoConfig, view: FeatureView, frame: pd.DataFrame, created: str | None
     ) -> None:
-        """Upsert Feast's proto rows (``feast materialize``, ``write_to_online_store``)."""
-        _upsert(config, table, proto_frame(table, data), CREATED)
-        if progress:
-            progress(len(data))
+        _upsert(config, view, frame, created)
 
-    def online_read(
-        self,
-        config: RepoConfig,
-        table: FeatureView,
-        entity_keys: list[EntityKeyProto],
-        requested_features: list[str] | None = None,
-    ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
-        """Rows for ``entity_keys`` in order; ``(None, None)`` for an unknown customer."""
-        ids = [customer_id(key) for key in entity_keys]
-        wanted = {table.name: requested_features} if requested_features else None
-        return _read(config, [table], ids, wanted).protos(table)
+    def _settle(self, config: RepoConfig) -> None:
+        with _connected(config) as conn:  # fold the WAL, now as large as the pages written
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # back into the file
 
     def update(
         self,
@@ -216,30 +205,6 @@ class CustomerOnlineStore(OnlineStore):
             for suffix in ("", "-wal", "-shm"):
                 Path(path + suffix).unlink(missing_ok=True)
 
-    def write_frame(self, config: RepoConfig, view: FeatureView, frame: pd.DataFrame) -> int:
-        """Upsert a frame of one view in one transaction, without protos.
-
-        Args:
-            config: The repo config naming this store.
-            view: The feature view, as applied (``feast apply``).
-            frame: ``customer_id`` (str), ``event_timestamp`` (tz-aware) and every feature
-                of the view; other columns are ignored. The batch source's created
-                timestamp column, when present, breaks ties between equal event times.
-
-        Returns:
-            Rows written (an older row than the stored one counts but does not replace it).
-
-        Raises:
-            ValueError: A column is missing or holds the wrong kind of values, a key or an
-                event timestamp is null, or the view is not the applied one. Nothing is
-                written.
-        """
-        _upsert(config, view, frame, getattr(view.batch_source, "created_timestamp_column", None))
-        with _connected(config) as conn:  # fold the WAL, now as large as the pages written
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # back into the file
-        logger.info("wrote %d rows to online view %s", len(frame), view.name)
-        return len(frame)
-
     def customer_ids(self, config: RepoConfig, limit: int) -> list[str]:
         """Up to ``limit`` customers the store holds rows of (in key order)."""
         with _connected(config) as conn:
@@ -252,47 +217,6 @@ class CustomerOnlineStore(OnlineStore):
                     raise
                 return []  # nothing applied yet
         return [row[0] for row in rows]
-
-    def read_frames(
-        self,
-        config: RepoConfig,
-        views: Sequence[FeatureView],
-        customer_ids: Sequence[str],
-        features_by_view: Mapping[str, Sequence[str]] | None = None,
-    ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-        """Latest features of ``customer_ids`` in several views, in one query.
-
-        Args:
-            config: The repo config naming this store.
-            views: The feature views to read.
-            customer_ids: Customers to read; repeated and unknown ids are fine.
-            features_by_view: Per view name, the features to return in this order (a view
-                not named returns all of its features).
-
-        Returns:
-            One row per id with the views' features in order (numbers and bools as float64,
-            NaN where missing; strings as objects, None where missing) and, per view name,
-            the event timestamps in epoch seconds (NaN where the customer has no row).
-
-        Raises:
-            ValueError: An id is not a string, a feature is not in its view or not applied,
-                or two views return a feature of the same name.
-            sqlite3.OperationalError: The file could not be read (locked by another
-                process, for one): a retry may succeed, applying would not help.
-        """
-        return _read(config, views, customer_ids, features_by_view).frames()
-
-    def read_frame(
-        self,
-        config: RepoConfig,
-        view: FeatureView,
-        customer_ids: Sequence[str],
-        features: Sequence[str] | None = None,
-    ) -> tuple[pd.DataFrame, np.ndarray]:
-        """:meth:`read_frames` of one view: its features and its event timestamps."""
-        wanted = None if features is None else {view.name: features}
-        frame, stamps = self.read_frames(config, [view], customer_ids, wanted)
-        return frame, stamps[view.name]
 
 
 def _read(

@@ -32,32 +32,26 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import redis
 from feast import Entity, FeatureView
-from feast.infra.online_stores.online_store import OnlineStore
-from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.value_type import ValueType
 from pydantic import PositiveFloat, StrictStr
 
 from features.online_layout import (
-    CREATED,
+    FrameOnlineStore,
     Layout,
     Rows,
     assemble,
     checked_ids,
-    customer_id,
     declared_layout,
     pack_frame,
     plan_read,
-    proto_frame,
     versioned_key,
 )
 
@@ -149,31 +143,24 @@ class CustomerRedisOnlineStoreConfig(FeastConfigBaseModel):
     """How long a connect or a command may take before it fails."""
 
 
-class CustomerRedisOnlineStore(OnlineStore):
-    def online_write_batch(
-        self,
-        config: RepoConfig,
-        table: FeatureView,
-        data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]],
-        progress: Callable[[int], Any] | None,
-    ) -> None:
-        """Upsert Feast's proto rows (``feast materialize``, ``write_to_online_store``)."""
-        _write(config, table, proto_frame(table, data), CREATED)
-        self.touch(config)
-        if progress:
-            progress(len(data))
+class CustomerRedisOnlineStore(FrameOnlineStore):
+    """Feast online store on Redis with a hash per customer for all views, plus a bulk
+    path. A frame is written whole per customer (see the module's notes)."""
 
-    def online_read(
+    def _read(
         self,
         config: RepoConfig,
-        table: FeatureView,
-        entity_keys: list[EntityKeyProto],
-        requested_features: list[str] | None = None,
-    ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
-        """Rows for ``entity_keys`` in order; ``(None, None)`` for an unknown customer."""
-        ids = [customer_id(key) for key in entity_keys]
-        wanted = {table.name: requested_features} if requested_features else None
-        return _read(config, [table], ids, wanted).protos(table)
+        views: Sequence[FeatureView],
+        customer_ids: Sequence[str],
+        features_by_view: Mapping[str, Sequence[str]] | None,
+    ) -> Rows:
+        return _read(config, views, customer_ids, features_by_view)
+
+    def _write(
+        self, config: RepoConfig, view: FeatureView, frame: pd.DataFrame, created: str | None
+    ) -> None:
+        _write(config, view, frame, created)
+        self.touch(config)
 
     def update(
         self,
@@ -224,30 +211,6 @@ class CustomerRedisOnlineStore(OnlineStore):
             _forget(config, {key: stored[key] for key in gone})
         self.touch(config)
 
-    def write_frame(self, config: RepoConfig, view: FeatureView, frame: pd.DataFrame) -> int:
-        """Upsert a frame of one view without protos.
-
-        Args:
-            config: The repo config naming this store.
-            view: The feature view, as applied (``feast apply``).
-            frame: ``customer_id`` (str), ``event_timestamp`` (tz-aware) and every feature
-                of the view; other columns are ignored. The batch source's created
-                timestamp column, when present, breaks ties between equal event times.
-
-        Returns:
-            Rows written (an older row than the stored one counts but does not replace it).
-
-        Raises:
-            ValueError: A column is missing or holds the wrong kind of values, a key or an
-                event timestamp is null, or the view is not the applied one (then
-                nothing is written).
-        """
-        created = getattr(view.batch_source, "created_timestamp_column", None)
-        _write(config, view, frame, created or None)
-        self.touch(config)
-        logger.info("wrote %d rows to online view %s", len(frame), view.name)
-        return len(frame)
-
     def generation(self, config: RepoConfig) -> int:
         """How many times the store's rows or layouts changed (0 if never, or since the
         server lost its data): answers computed at one generation hold until it moves."""
@@ -267,47 +230,6 @@ class CustomerRedisOnlineStore(OnlineStore):
             if len(ids) >= limit:
                 break
         return list(ids)
-
-    def read_frames(
-        self,
-        config: RepoConfig,
-        views: Sequence[FeatureView],
-        customer_ids: Sequence[str],
-        features_by_view: Mapping[str, Sequence[str]] | None = None,
-    ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-        """Latest features of ``customer_ids`` in several views, in one round trip.
-
-        Args:
-            config: The repo config naming this store.
-            views: The feature views to read.
-            customer_ids: Customers to read; repeated and unknown ids are fine.
-            features_by_view: Per view name, the features to return in this order (a view
-                not named returns all of its features).
-
-        Returns:
-            One row per id with the views' features in order (numbers and bools as float64,
-            NaN where missing; strings as objects, None where missing) and, per view name,
-            the event timestamps in epoch seconds (NaN where the customer has no row).
-
-        Raises:
-            ValueError: An id is not a string, a feature is not in its view or not applied,
-                or two views return a feature of the same name.
-            redis.RedisError: The server could not be reached or did not answer in time:
-                a retry may succeed.
-        """
-        return _read(config, views, customer_ids, features_by_view).frames()
-
-    def read_frame(
-        self,
-        config: RepoConfig,
-        view: FeatureView,
-        customer_ids: Sequence[str],
-        features: Sequence[str] | None = None,
-    ) -> tuple[pd.DataFrame, np.ndarray]:
-        """:meth:`read_frames` of one view: its features and its event timestamps."""
-        wanted = None if features is None else {view.name: features}
-        frame, stamps = self.read_frames(config, [view], customer_ids, wanted)
-        return frame, stamps[view.name]
 
 
 def _read(
