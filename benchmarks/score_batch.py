@@ -10,6 +10,9 @@ not depend on who the customers are, only on how many rows and which trees, and 
 million-customer world would take longer to build than everything measured here. The
 scaled home is the source home's registry beside those rewritten offline tables, under
 ``.custlab/bench-batch-<N>``. Target: at most 60 seconds, command start to exit.
+
+Beside them (issue 11), ``custlab score-batch --dask`` on a local Dask cluster of two
+worker processes, one thread each: the cluster profile's path, on this one machine.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from benchmarks.processes import ROOT, Child, run_child
 TARGET_SECONDS = 60
 CUSTLAB = "custlab score-batch (scores, tiers, actions, population, all-or-nothing, MLflow run)"
 ANCHOR = "anchor: pyarrow read + LightGBM predict per champion + parquet"
+DASK = "custlab score-batch --dask (a local Dask cluster: 2 workers x 1 thread)"
 
 
 def scaled_home(source: Path, customers: int) -> Path:
@@ -67,10 +71,11 @@ def compare(customers: int, rounds: int, source_customers: int) -> list[dict]:
     env = {"CUSTLAB_HOME": str(home), "MLFLOW_DISABLE_TELEMETRY": "true"}
     custlab = [str(Path(sys.executable).parent / "custlab"), "score-batch"]
     anchor = [sys.executable, "-m", "benchmarks.anchor_batch", str(home), str(home / "anchor")]
-    runs: dict[str, list[Child]] = {CUSTLAB: [], ANCHOR: []}
+    commands = {CUSTLAB: custlab, ANCHOR: anchor, DASK: [*custlab, "--dask"]}
+    runs: dict[str, list[Child]] = {name: [] for name in commands}
     for _ in range(rounds):
-        runs[CUSTLAB].append(run_child(custlab, os.environ | env))
-        runs[ANCHOR].append(run_child(anchor, os.environ | env))
+        for name, command in commands.items():
+            runs[name].append(run_child(command, os.environ | env | {"CUSTLAB_DASK_WORKERS": "2"}))
     served = ", ".join(task for task, promoted in champions.items() if promoted)
     anchor_seconds = statistics.median(c.seconds for c in runs[ANCHOR])
     rows = []
@@ -87,7 +92,8 @@ def compare(customers: int, rounds: int, source_customers: int) -> list[dict]:
                 "setup": f"{customers:,} customers (the newest snapshot of a "
                 f"{source_customers:,}-customer world repeated under new ids), champions of "
                 f"{served}; each system a fresh command (imports and model loading "
-                f"included), {rounds} alternating rounds, medians",
+                f"included), {rounds} alternating rounds, medians; peak GB is the "
+                "command's own process (Dask's worker processes not counted)",
             }
         )
     return rows

@@ -303,12 +303,21 @@ def score_batch(
         bool,
         typer.Option(help="Add the top 3 reason codes (exact TreeSHAP: 30-100x the time)."),
     ] = False,
+    dask: Annotated[
+        bool | None,
+        typer.Option(
+            "--dask/--no-dask",
+            help="Score on Dask: CUSTLAB_DASK_SCHEDULER, or a local cluster of "
+            "CUSTLAB_DASK_WORKERS processes (default: in the cluster profile).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Score every customer with every champion into <home>/scores/<date>/ (a parquet
     file a task) and record the batch as an MLflow run."""
     from custlab import pipeline
 
-    for line in _run(pipeline.score_batch, _settings(), reasons).lines():
+    for line in _run(pipeline.score_batch, _settings(), reasons, dask).lines():
         typer.echo(line)
 
 

@@ -403,12 +403,13 @@ def monitor(
     return results
 
 
-def score_batch(settings: Settings, reasons: bool = False) -> BatchScores:
-    """Every customer of the newest snapshot, scored by every champion, to parquet."""
+def score_batch(settings: Settings, reasons: bool = False, dask: bool | None = None) -> BatchScores:
+    """Every customer of the newest snapshot, scored by every champion, to parquet (on
+    Dask when ``dask``; default: in the cluster profile)."""
     from serving.batch import score_batch as score_everyone
 
     with step("score every customer with every champion"):
-        return score_everyone(settings, reasons=reasons)
+        return score_everyone(settings, reasons=reasons, dask=dask)
 
 
 def check_serving(settings: Settings) -> list[str]:

@@ -86,6 +86,15 @@ class Settings(BaseSettings):
         description="Where MLflow stores artifacts: a folder or a URI every worker reaches "
         "(file:///shared/..., s3://...); default <home>/mlartifacts.",
     )
+    dask_scheduler: str | None = Field(
+        None,
+        pattern=r"^(tcp|tls|inproc|ucx)://\S+$",
+        description="The Dask scheduler batch scoring runs on (tcp://host:8786); none: a "
+        "local cluster of dask_workers processes.",
+    )
+    dask_workers: int = Field(
+        2, ge=1, le=256, description="Worker processes of the local Dask cluster."
+    )
     connect_timeout_seconds: float = Field(
         5.0, gt=0, le=300, description="How long to wait for PostgreSQL or Redis to answer."
     )

@@ -14,16 +14,23 @@ million customers are scored within a minute without them and explained on reque
 A batch is written into a folder of its own and moved into place whole
 (:func:`features.tables.staged_folder`): a reader sees the previous batch of the date or
 the new one, never half of one.
+
+On Dask (``dask=True``; the cluster profile's default) the chunks are scored on the
+scheduler's workers (``dask_scheduler``, or a local cluster) and written here in order:
+the same files as scored in this process, byte for byte in their values.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
@@ -32,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from custlab.settings import Settings
+from features.cluster import dask_client
 from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
 from features.errors import CustlabError
 from features.labelled import read_labelled_features
@@ -42,6 +50,9 @@ from serving.scoring import LoadedModel, from_margin
 from training.labelled import find_table
 from training.model_input import contributions, model_matrix
 from training.registry import use_tracking
+
+if TYPE_CHECKING:
+    import distributed
 
 logger = logging.getLogger(__name__)
 
@@ -172,16 +183,44 @@ def scores_folder(settings: Settings, as_of: pd.Timestamp) -> Path:
     return settings.scores_dir / f"{as_of:%Y-%m-%d}"
 
 
+def _scored_chunks(
+    model: LoadedModel,
+    frame: pd.DataFrame,
+    reasons: bool,
+    chunk_rows: int,
+    client: distributed.Client | None,
+) -> Iterator[pa.Table]:
+    """The task's chunks scored in order: here, or on the Dask workers (the model sent to
+    each once, at most two chunks a worker in flight so memory stays bounded)."""
+    chunks = _chunks(frame, chunk_rows)
+    if client is None:
+        yield from (score_table(model, rows, reasons) for rows in chunks)
+        return
+    (shared,) = client.scatter([model], broadcast=True)
+    pending = deque()
+    ahead = 2 * max(1, len(client.nthreads()))
+    for rows in chunks:
+        pending.append(client.submit(score_table, shared, rows, reasons, pure=False))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 def _score_task(
-    model: LoadedModel, frame: pd.DataFrame, folder: Path, reasons: bool, chunk_rows: int
+    model: LoadedModel,
+    frame: pd.DataFrame,
+    folder: Path,
+    reasons: bool,
+    chunk_rows: int,
+    client: distributed.Client | None = None,
 ) -> TaskBatch:
     path = folder / f"{model.task.name}.parquet"
     tiers: dict[str, int] = {t.name: 0 for t in model.task.policy.tiers}
     inside = 0
     writer: pq.ParquetWriter | None = None
     try:
-        for rows in _chunks(frame, chunk_rows):
-            part = score_table(model, rows, reasons)
+        for part in _scored_chunks(model, frame, reasons, chunk_rows, client):
             if writer is None:
                 writer = pq.ParquetWriter(path, part.schema)
             writer.write_table(part)
@@ -195,10 +234,13 @@ def _score_task(
 
 
 def score_batch(
-    settings: Settings, reasons: bool = False, chunk_rows: int = CHUNK_ROWS
+    settings: Settings,
+    reasons: bool = False,
+    chunk_rows: int = CHUNK_ROWS,
+    dask: bool | None = None,
 ) -> BatchScores:
     """Score every customer of the newest snapshot (or labelled table) with every
-    champion.
+    champion, on Dask when ``dask`` (default: in the cluster profile).
 
     Writes ``<home>/scores/<as-of date>/<task>.parquet`` (replacing an earlier batch of
     the same date whole) and records the run in MLflow's ``custlab-score-batch``
@@ -206,8 +248,10 @@ def score_batch(
 
     Raises:
         CustlabError: Nothing is published, or no task has a champion.
+        ServiceUnavailable: The Dask scheduler cannot be reached.
     """
     started = time.perf_counter()
+    on_dask = settings.profile == "cluster" if dask is None else dask
     models, unavailable = load_champion_models(settings)
     if not models:
         raise CustlabError(
@@ -216,9 +260,12 @@ def score_batch(
         )
     frames, as_of = batch_frames(settings, models)
     final = scores_folder(settings, as_of)
-    with staged_folder(final) as staging:
+    with (
+        staged_folder(final) as staging,
+        dask_client(settings) if on_dask else contextlib.nullcontext() as client,
+    ):
         tasks = {
-            name: _score_task(model, frames[name], staging, reasons, chunk_rows)
+            name: _score_task(model, frames[name], staging, reasons, chunk_rows, client)
             for name, model in models.items()
         }
         summary = {
@@ -234,11 +281,12 @@ def score_batch(
                 for name, part in tasks.items()
             },
             "unavailable": unavailable,
+            "dask": on_dask,
         }
         (staging / "summary.json").write_text(json.dumps(summary, indent=2))
     tasks = {name: replace(part, path=final / part.path.name) for name, part in tasks.items()}
     seconds = time.perf_counter() - started
-    run_id = _record_run(settings, as_of, tasks, unavailable, final, seconds, reasons)
+    run_id = _record_run(settings, as_of, tasks, unavailable, final, seconds, reasons, on_dask)
     return BatchScores(as_of, final, tasks, unavailable, seconds, run_id, reasons)
 
 
@@ -250,12 +298,13 @@ def _record_run(
     folder: Path,
     seconds: float,
     reasons: bool,
+    on_dask: bool,
 ) -> str:
     use_tracking(settings, BATCH_EXPERIMENT)
     with mlflow.start_run(run_name=f"score-batch {as_of:%Y-%m-%d}") as run:
         mlflow.set_tags({"as_of": f"{as_of:%Y-%m-%d}", "output": str(folder.resolve())})
         mlflow.log_params(
-            {"reasons": reasons}
+            {"reasons": reasons, "dask": on_dask}
             | {f"{name}_version": part.model_version for name, part in tasks.items()}
         )
         metrics = {"seconds": seconds}

@@ -84,6 +84,8 @@ def test_a_secrets_folder_that_is_not_there_is_refused(tmp_path: Path, monkeypat
         ("postgres_dsn", "postgresql://ml:refused-secret@db:port/analytics"),
         ("redis_url", "http://:refused-secret@cache:6379"),
         ("connect_timeout_seconds", 0),
+        ("dask_scheduler", "scheduler:8786 refused-secret"),
+        ("dask_workers", 0),
     ],
 )
 def test_a_value_out_of_bounds_is_refused_without_echoing_it(field: str, value: object):

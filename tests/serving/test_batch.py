@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.servers import free_port
 from custlab.settings import Settings
+from features.cluster import ServiceUnavailable
 from features.errors import CustlabError
 from features.store import latest_as_of, read_features
 from serving import batch
@@ -115,3 +117,26 @@ def test_tiers_of_many_scores_match_one_by_one():
         many = task.policy.decide_all(scores, cuts)
         one = [task.policy.tiers.index(task.policy.decide(s, cuts)) for s in scores]
         assert many.tolist() == one, task.name
+
+
+@pytest.mark.slow
+def test_on_dask_the_batch_is_the_one_scored_here(scored, demo_home):
+    here = {name: pd.read_parquet(part.path) for name, part in scored.tasks.items()}
+    # Small chunks: many tasks on the two workers, written back in order.
+    settings = Settings(home=demo_home, dask_workers=2)
+    on_dask = score_batch(settings, reasons=True, chunk_rows=1_000, dask=True)
+    assert on_dask.folder == scored.folder
+    for name, part in on_dask.tasks.items():
+        pd.testing.assert_frame_equal(pd.read_parquet(part.path), here[name], obj=name)
+    run = mlflow.get_run(on_dask.run_id)
+    assert run.data.params["dask"] == "True"
+
+
+def test_an_unreachable_dask_scheduler_names_its_setting_and_keeps_the_batch(scored, demo_home):
+    before = {p.name: p.read_bytes() for p in scored.folder.iterdir()}
+    settings = Settings(
+        home=demo_home, dask_scheduler=f"tcp://127.0.0.1:{free_port()}", connect_timeout_seconds=1
+    )
+    with pytest.raises(ServiceUnavailable, match=r"did not answer.*\(CUSTLAB_DASK_SCHEDULER\)$"):
+        score_batch(settings, dask=True)
+    assert {p.name: p.read_bytes() for p in scored.folder.iterdir()} == before
