@@ -26,6 +26,7 @@ from feast.types import Bool, Float32, Float64, Int64, String
 
 from features.redis_store import CustomerRedisOnlineStore, CustomerRedisOnlineStoreConfig
 from tests.features.test_online_store import (
+    BAD_FRAMES,
     IDS,
     T1,
     Repo,
@@ -252,15 +253,7 @@ def test_a_deleted_view_loses_its_fields_and_the_others_keep_serving(
         store.read_frame(repo.config, web, IDS)
 
 
-@pytest.mark.parametrize(
-    ("change", "column"),
-    [
-        (lambda f: f.drop(columns="segment"), "segment"),
-        (lambda f: f.assign(spend_90d=["1.0", "oops", None]), "spend_90d"),
-        (lambda f: f.assign(customer_id=["c1", None, "c3"]), "customer_id"),
-        (lambda f: f.assign(event_timestamp=f["event_timestamp"].dt.tz_localize(None)), "event"),
-    ],
-)
+@pytest.mark.parametrize(("change", "column"), BAD_FRAMES)
 def test_a_bad_frame_names_its_column_and_writes_nothing(repo: Repo, change, column: str):
     store = CustomerRedisOnlineStore()
     with pytest.raises(ValueError, match=column):
