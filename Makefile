@@ -31,18 +31,29 @@ $(CHROMIUM):
 	  || { echo "could not install Debian's chromium with apt-get (see above)" >&2; exit 1; }
 	@[ -x $(CHROMIUM) ] || { echo "apt-get installed chromium but $(CHROMIUM) is not there" >&2; exit 1; }
 
+# The cluster tests and the online-store benchmark start Redis servers of their own
+# (benchmarks/servers.RedisServer) beside the shared one: Debian's redis-server has the binary.
+REDIS_SERVER := /usr/bin/redis-server
+
+$(REDIS_SERVER):
+	@command -v apt-get >/dev/null 2>&1 || { echo "$(REDIS_SERVER) is missing and this machine has no apt-get: install redis-server" >&2; exit 1; }
+	@[ "$$(id -u)" = 0 ] || { echo "$(REDIS_SERVER) is missing: run 'sudo apt-get install -y redis-server' (installing it needs root)" >&2; exit 1; }
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server \
+	  || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; } \
+	  || { echo "could not install Debian's redis-server with apt-get (see above)" >&2; exit 1; }
+
 install: $(VENV)/.installed
 
 demo: install  ## simulate a customer world, build features, train the four tasks, check drift
 	$(VENV)/bin/custlab demo
 
-test: install $(CHROMIUM)  ## the whole suite, as CI runs it
+test: install $(CHROMIUM) $(REDIS_SERVER)  ## the whole suite, as CI runs it
 	$(VENV)/bin/pytest
 
-test-fast: install $(CHROMIUM)  ## everything but the slow whole-flow tests
+test-fast: install $(CHROMIUM) $(REDIS_SERVER)  ## everything but the slow whole-flow tests
 	$(VENV)/bin/pytest -m "not slow"
 
-bench: install  ## benchmarks beside their anchors; results in benchmarks/results/
+bench: install $(REDIS_SERVER)  ## benchmarks beside their anchors; results in benchmarks/results/
 	$(VENV)/bin/python -m benchmarks.run $(BENCH_ARGS)
 
 lint: install
