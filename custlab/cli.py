@@ -44,6 +44,15 @@ Workers = Annotated[
     ),
 ]
 Task = Annotated[str, typer.Option(help="Task: churn, propensity, clv or lifecycle.")]
+OnDask = Annotated[
+    bool | None,
+    typer.Option(
+        "--dask/--no-dask",
+        help="Run on Dask: CUSTLAB_DASK_SCHEDULER, or a local cluster of "
+        "CUSTLAB_DASK_WORKERS processes (default: in the cluster profile).",
+        show_default=False,
+    ),
+]
 Scenarios = Annotated[
     list[str] | None,
     typer.Option(
@@ -138,11 +147,12 @@ def features(
     raw: Annotated[
         Path | None, typer.Option(help="Folder of raw contract tables (default: the home's).")
     ] = None,
+    dask: OnDask = None,
 ) -> None:
     """Build point-in-time snapshots, write the Feast offline table, apply and materialize."""
     from custlab import pipeline
 
-    build = _run(pipeline.build_features, _settings(), raw)
+    build = _run(pipeline.build_features, _settings(), raw, dask)
     typer.echo(
         f"{build.rows:,} snapshot rows for {build.customers:,} customers, "
         f"{build.first_as_of:%Y-%m-%d} .. {build.last_as_of:%Y-%m-%d}; families: "
@@ -303,15 +313,7 @@ def score_batch(
         bool,
         typer.Option(help="Add the top 3 reason codes (exact TreeSHAP: 30-100x the time)."),
     ] = False,
-    dask: Annotated[
-        bool | None,
-        typer.Option(
-            "--dask/--no-dask",
-            help="Score on Dask: CUSTLAB_DASK_SCHEDULER, or a local cluster of "
-            "CUSTLAB_DASK_WORKERS processes (default: in the cluster profile).",
-            show_default=False,
-        ),
-    ] = None,
+    dask: OnDask = None,
 ) -> None:
     """Score every customer with every champion into <home>/scores/<date>/ (a parquet
     file a task) and record the batch as an MLflow run."""

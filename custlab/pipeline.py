@@ -130,15 +130,30 @@ def ingest_labelled(settings: Settings, source: Path, mapping: Path) -> Labelled
     return table
 
 
-def build_features(settings: Settings, raw_dir: Path | None = None) -> FeatureBuild:
-    """Snapshots from the raw tables, published to the offline and online stores."""
+def build_features(
+    settings: Settings, raw_dir: Path | None = None, dask: bool | None = None
+) -> FeatureBuild:
+    """Snapshots from the raw tables, published to the offline and online stores; built
+    on Dask when ``dask`` (default: in the cluster profile)."""
+    from features.cluster import dask_client, runs_on_dask
     from features.contract import read_raw_tables
     from features.snapshots import build_snapshots
     from features.store import publish_snapshots
 
-    with step("build point-in-time snapshots of every feature family"):
-        tables = read_raw_tables(raw_dir or settings.raw_dir)
-        snapshots = build_snapshots(tables)
+    raw_dir = raw_dir or settings.raw_dir
+    if runs_on_dask(settings, dask):
+        from features.sharded import build_snapshots_on_dask
+
+        with (
+            step("build point-in-time snapshots of every feature family on Dask"),
+            dask_client(settings) as client,
+        ):
+            snapshots = build_snapshots_on_dask(
+                client, raw_dir, shard_customers=settings.dask_shard_customers
+            )
+    else:
+        with step("build point-in-time snapshots of every feature family"):
+            snapshots = build_snapshots(read_raw_tables(raw_dir))
     with step("publish to Feast (apply, materialize)"):
         publish_snapshots(settings, snapshots)
     keys = snapshots["orders"]
@@ -260,6 +275,7 @@ def train(
 ) -> TrainOutcome:
     """Training frame from Feast, then tune, fit, evaluate, register and gate; on a
     labelled table (``table``, or the home's only data for the task), cross-validated."""
+    from training.dask_fit import DaskFit
     from training.tasks import get_task
     from training.train import train_task
 
@@ -269,7 +285,16 @@ def train(
     task = get_task(task_name)
     frame, features, plan = _task_frame(settings, task, split)
     with step(f"{task.name}: {spec.n_trials} Optuna trials, final fit, registration"):
-        return train_task(task, frame, features, plan, spec, settings.optuna_storage, settings.seed)
+        return train_task(
+            task,
+            frame,
+            features,
+            plan,
+            spec,
+            settings.optuna_storage,
+            settings.seed,
+            DaskFit.of(settings),
+        )
 
 
 def evaluate(

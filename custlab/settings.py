@@ -89,11 +89,23 @@ class Settings(BaseSettings):
     dask_scheduler: str | None = Field(
         None,
         pattern=r"^(tcp|tls|inproc|ucx)://\S+$",
-        description="The Dask scheduler batch scoring runs on (tcp://host:8786); none: a "
-        "local cluster of dask_workers processes.",
+        description="The Dask scheduler feature building and batch scoring run on "
+        "(tcp://host:8786); none: a local cluster of dask_workers processes.",
     )
     dask_workers: int = Field(
         2, ge=1, le=256, description="Worker processes of the local Dask cluster."
+    )
+    dask_shard_customers: int = Field(
+        500_000,
+        ge=1,
+        description="Feature building on Dask: at most this many customers a task (each "
+        "task holds its customers' raw rows).",
+    )
+    dask_train_rows: int = Field(
+        5_000_000,
+        ge=1,
+        description="The cluster profile fits a final model of more rows than this with "
+        "lightgbm.dask on the Dask cluster.",
     )
     connect_timeout_seconds: float = Field(
         5.0, gt=0, le=300, description="How long to wait for PostgreSQL or Redis to answer."

@@ -210,6 +210,11 @@ def ping_redis(settings: Settings) -> str:
         client.close()
 
 
+def runs_on_dask(settings: Settings, asked: bool | None) -> bool:
+    """Whether a command runs on Dask: as asked, else in the cluster profile."""
+    return settings.profile == "cluster" if asked is None else asked
+
+
 @contextmanager
 def dask_client(settings: Settings) -> Iterator[distributed.Client]:
     """A client of the Dask scheduler ``dask_scheduler`` names, or of a local cluster of

@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.arrow import lookup, to_arrow_strings
-from features.contract import ENTITY_KEY
+from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
 from features.families import FAMILIES, FeatureFamily
-from features.families.base import WEEK, SnapshotGrid, Tables, week_floor
+from features.families.base import WEEK, Feature, SnapshotGrid, Tables, week_floor
 from features.history import purchase_mask
 
 logger = logging.getLogger(__name__)
@@ -69,22 +69,59 @@ def snapshot_grid(
     return grid
 
 
-def family_frame(family: FeatureFamily, grid: SnapshotGrid, tables: Tables) -> pd.DataFrame:
-    """One family's snapshot table: keys, then its features in declared order (numbers
-    as float32, categories as strings)."""
+def computed_frame(family: FeatureFamily, grid: SnapshotGrid, tables: Tables) -> pd.DataFrame:
+    """What ``family.compute`` fills on the grid: keys, then its features in declared
+    order (numbers as float32, categories as strings), then the columns its ``finish``
+    still needs, while the features ``finish`` makes are not there yet."""
     columns = family.compute(grid, tables)
-    missing = [name for name in family.feature_names if name not in columns]
+    missing = [
+        name for name in family.feature_names if name not in columns and family.finish is None
+    ]
     if missing:
         raise ValueError(f"family {family.name} did not compute {', '.join(missing)}")
     frame = grid.keys()
     for feature in family.features:
-        values = columns[feature.name]
-        frame[feature.name] = (
-            np.asarray(values, dtype=np.float32)
-            if feature.kind == "number"
-            else pd.array(values, dtype="string[pyarrow]")
-        )
+        if feature.name in columns:
+            frame[feature.name] = _typed(feature, columns[feature.name])
+    for name, values in columns.items():
+        if name not in frame:
+            frame[name] = values
     return frame
+
+
+def finished_frame(family: FeatureFamily, frame: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`computed_frame` (of the whole grid, or its shards' put together in grid
+    order) with the family's remaining features made by ``finish``: keys, then every
+    feature in declared order."""
+    if family.finish is None and list(frame.columns) == [
+        ENTITY_KEY,
+        EVENT_TIMESTAMP,
+        *family.feature_names,
+    ]:
+        return frame  # nothing left to make: no copy
+    made = family.finish(frame) if family.finish is not None else {}
+    missing = [name for name in family.feature_names if name not in frame and name not in made]
+    if missing:
+        raise ValueError(f"family {family.name} did not compute {', '.join(missing)}")
+    finished = frame[[ENTITY_KEY, EVENT_TIMESTAMP]].copy()
+    for feature in family.features:
+        finished[feature.name] = (
+            _typed(feature, made[feature.name]) if feature.name in made else frame[feature.name]
+        )
+    return finished
+
+
+def family_frame(family: FeatureFamily, grid: SnapshotGrid, tables: Tables) -> pd.DataFrame:
+    """One family's snapshot table: keys, then its features in declared order."""
+    return finished_frame(family, computed_frame(family, grid, tables))
+
+
+def _typed(feature: Feature, values: object) -> object:
+    return (
+        np.asarray(values, dtype=np.float32)
+        if feature.kind == "number"
+        else pd.array(values, dtype="string[pyarrow]")
+    )
 
 
 def build_snapshots(

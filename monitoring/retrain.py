@@ -9,6 +9,7 @@ import pandas as pd
 from custlab.settings import Settings
 from features.store import open_store
 from monitoring.weekly import Retrain, Retrained
+from training.dask_fit import DaskFit
 from training.dataset import training_frame
 from training.registry import use_tracking
 from training.split import SplitSpec
@@ -26,7 +27,14 @@ def retrainer(settings: Settings, tune: TuneSpec, split: SplitSpec) -> Retrain:
         )
         use_tracking(settings, task.registered_model)
         outcome = train_task(
-            task, frame, features, plan, tune, settings.optuna_storage, settings.seed
+            task,
+            frame,
+            features,
+            plan,
+            tune,
+            settings.optuna_storage,
+            settings.seed,
+            DaskFit.of(settings),
         )
         return Retrained(outcome.run_id, outcome.model_version, outcome.promoted, outcome.reason)
 

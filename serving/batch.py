@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from custlab.settings import Settings
-from features.cluster import dask_client
+from features.cluster import dask_client, runs_on_dask
 from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
 from features.errors import CustlabError
 from features.labelled import read_labelled_features
@@ -251,7 +251,7 @@ def score_batch(
         ServiceUnavailable: The Dask scheduler cannot be reached.
     """
     started = time.perf_counter()
-    on_dask = settings.profile == "cluster" if dask is None else dask
+    on_dask = runs_on_dask(settings, dask)
     models, unavailable = load_champion_models(settings)
     if not models:
         raise CustlabError(

@@ -28,6 +28,7 @@ from features.errors import CustlabError
 from training import pyfunc_model
 from training.bootstrap import Interval, margin_interval
 from training.calibration import Calibration
+from training.dask_fit import DaskFit, fit_on_dask
 from training.evaluate import log_evidence
 from training.model_input import booster_categories, model_frame, predict
 from training.pyfunc_model import BOOSTER, SCORING, scoring_spec
@@ -203,9 +204,12 @@ def tune(
     return Tuned(features, result)
 
 
-def fit(task: TaskSpec, frames: SplitFrames, tuned: Tuned) -> Fitted:
+def fit(
+    task: TaskSpec, frames: SplitFrames, tuned: Tuned, dask_fit: DaskFit | None = None
+) -> Fitted:
     """Calibrate a binary model on the validation window, then refit on training plus
-    validation rows for the best trial's number of rounds."""
+    validation rows for the best trial's number of rounds: on Dask when ``dask_fit``
+    wants that many rows there, else here (the run's ``final_fit`` says which)."""
     features, tuning = tuned.features, tuned.result
     calibration = None
     if task.objective.name == "binary":
@@ -215,11 +219,15 @@ def fit(task: TaskSpec, frames: SplitFrames, tuned: Tuned) -> Fitted:
             (model_frame(frames.valid, features), task.targets(frames.valid)),
         )
     rows = frames.fit
-    booster = lgb.train(
-        tuning.params,
-        lgb.Dataset(model_frame(rows, features), task.targets(rows)),
-        num_boost_round=max(tuning.best_iteration, 1),
-    )
+    inputs, targets = model_frame(rows, features), task.targets(rows)
+    rounds = max(tuning.best_iteration, 1)
+    if dask_fit is not None and dask_fit.wanted(len(rows)):
+        with dask_fit.client() as client:
+            booster = fit_on_dask(client, tuning.params, inputs, targets, rounds)
+            mlflow.log_param("final_fit", f"lightgbm.dask, {len(client.nthreads())} workers")
+    else:
+        booster = lgb.train(tuning.params, lgb.Dataset(inputs, targets), num_boost_round=rounds)
+        mlflow.log_param("final_fit", "one process")
     return Fitted(booster, features, tuning, calibration)
 
 
@@ -536,6 +544,7 @@ def train_task(
     spec: TuneSpec,
     storage: str,
     seed: int,
+    dask_fit: DaskFit | None = None,
 ) -> TrainOutcome:
     """Tune, fit, evaluate, register and promote one task inside one MLflow run (the
     tracking store and experiment must already be selected).
@@ -548,13 +557,15 @@ def train_task(
         spec: Optuna budget.
         storage: Where the Optuna study lives.
         seed: Seeds the sampler and LightGBM.
+        dask_fit: Where the final fit runs on Dask, from what size (none: here).
     """
     missing = sorted(set(feature_names) - set(frame.columns))
     if missing:
         raise CustlabError(f"training frame lacks column(s) {', '.join(missing)}")
     frames = split_frames(task, frame, plan)
     with task_run(task, frames, "train") as run:
-        fitted = fit(task, frames, tune(task, frames, feature_names, spec, storage, seed))
+        tuned = tune(task, frames, feature_names, spec, storage, seed)
+        fitted = fit(task, frames, tuned, dask_fit)
         mlflow.log_params({"n_features": len(fitted.features)})
         evaluation = evaluate(task, fitted.booster, fitted.calibration, frames)
         log_evaluation(task, fitted.booster, frames, evaluation)

@@ -56,6 +56,11 @@ class FeatureFamily:
         compute: Fills the family's columns for every row of a snapshot grid.
         description: One line on what the family captures.
         reads: Other raw tables it uses when present (their absence leaves features empty).
+        finish: For a feature that compares a customer with everyone at the same as-of
+            date (a quantile of the base): turns the extra columns ``compute`` returned
+            into the remaining features, given every row of the grid at once as a frame
+            (keys and those columns). ``compute`` may then run on shards of customers
+            (:mod:`features.sharded`) and ``finish`` once on their rows put together.
     """
 
     name: str
@@ -64,6 +69,7 @@ class FeatureFamily:
     compute: Callable[[SnapshotGrid, Tables], dict[str, np.ndarray]]
     description: str
     reads: tuple[str, ...] = ()
+    finish: Callable[[pd.DataFrame], dict[str, np.ndarray]] | None = None
 
     @property
     def feature_names(self) -> list[str]:

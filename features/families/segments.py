@@ -27,13 +27,15 @@ the first purchase is within ``new_days``, and ``basic`` otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.arrow import lookup
-from features.contract import ENTITY_KEY
+from features.contract import ENTITY_KEY, EVENT_TIMESTAMP
 from features.families.base import Feature, FeatureFamily, SnapshotGrid, Tables
 from features.history import History, epoch_seconds
 
@@ -127,27 +129,56 @@ def lifecycle_stage(
     return np.select(conditions, choices, default="active").astype(object)
 
 
-def rfm_segment(
+# What the RFM rule needs of each row before the base's quantiles are known: the net
+# spend of the last value_days, and whether the customer has bought, bought recently and
+# first bought within new_days. ``compute`` returns them; ``finish`` assigns the segment.
+_RFM_INPUTS = ("rfm_value", "rfm_recent", "rfm_new", "rfm_bought")
+
+
+def rfm_inputs(
     purchases: History,
     spend: History,
     cust: np.ndarray,
     when: np.ndarray,
     rules: RfmRules = RfmRules(),  # noqa: B008 (immutable)
-) -> np.ndarray:
-    """The RFM segment of each customer at each moment (None before any purchase).
-
-    The value thresholds are quantiles of the recent buyers at the same moment, so a
-    segment means the same share of the base in every week and every currency. Both
-    histories must share one vocabulary (``cust`` indexes it).
-    """
+) -> dict[str, np.ndarray]:
+    """The per-row inputs of the RFM rule (:data:`_RFM_INPUTS`); both histories must
+    share one vocabulary (``cust`` indexes it)."""
     when = np.asarray(when, dtype="datetime64[s]")
     now = when.astype(np.int64).astype(np.float64)
     first = purchases.first(cust)
     bought = first < now
     recency = (now - purchases.last_before(cust, when)) / _DAY
-    value = spend.sum_between(cust, _seconds_before(when, rules.value_days), when)
-    recent = bought & (recency <= rules.at_risk_days)
-    moment = pd.Series(when).factorize()[0]
+    with np.errstate(invalid="ignore"):
+        is_new = (now - first) / _DAY <= rules.new_days
+    return dict(
+        zip(
+            _RFM_INPUTS,
+            (
+                spend.sum_between(cust, _seconds_before(when, rules.value_days), when),
+                bought & (recency <= rules.at_risk_days),
+                is_new,
+                bought,
+            ),
+            strict=True,
+        )
+    )
+
+
+def assign_rfm(
+    inputs: Mapping[str, np.ndarray],
+    moment: np.ndarray,
+    rules: RfmRules = RfmRules(),  # noqa: B008 (immutable)
+) -> np.ndarray:
+    """The RFM segment of each row (None before any purchase) from its
+    :func:`rfm_inputs`, ``moment`` coding the rows' as-of dates.
+
+    The value thresholds are quantiles of the recent buyers at the same moment, so a
+    segment means the same share of the base in every week and every currency: every
+    row of a moment must be here at once.
+    """
+    value = np.asarray(inputs["rfm_value"], dtype=np.float64)
+    recent, is_new, bought = (np.asarray(inputs[k], dtype=bool) for k in _RFM_INPUTS[1:])
     cuts = (
         pd.Series(value[recent])
         .groupby(moment[recent])
@@ -157,7 +188,6 @@ def rfm_segment(
     )
     high = cuts[rules.high_value_quantile].to_numpy()[moment] if recent.any() else np.inf
     mid = cuts[rules.potential_quantile].to_numpy()[moment] if recent.any() else np.inf
-    is_new = (now - first) / _DAY <= rules.new_days
     with np.errstate(invalid="ignore"):
         segment = np.select(
             [~recent, value >= high, (value >= mid) | is_new],
@@ -166,6 +196,19 @@ def rfm_segment(
         ).astype(object)
     segment[~bought] = None
     return segment
+
+
+def rfm_segment(
+    purchases: History,
+    spend: History,
+    cust: np.ndarray,
+    when: np.ndarray,
+    rules: RfmRules = RfmRules(),  # noqa: B008 (immutable)
+) -> np.ndarray:
+    """The RFM segment of each customer at each moment (None before any purchase): the
+    rule of :func:`assign_rfm` over these rows alone."""
+    moment = pd.Series(np.asarray(when, dtype="datetime64[s]")).factorize()[0]
+    return assign_rfm(rfm_inputs(purchases, spend, cust, when, rules), moment, rules)
 
 
 def signup_seconds(
@@ -192,8 +235,12 @@ def compute(grid: SnapshotGrid, tables: Tables) -> dict[str, np.ndarray]:
         "lifecycle_stage": lifecycle_stage(
             purchases, cust, when, signup_seconds(tables.get("customers"), cust, grid.ids)
         ),
-        "rfm_segment": rfm_segment(purchases, spend, cust, when),
-    }
+    } | rfm_inputs(purchases, spend, cust, when)
+
+
+def finish(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The RFM segment of every row, the base's quantiles taken at each as-of date."""
+    return {"rfm_segment": assign_rfm(rows, rows[EVENT_TIMESTAMP].factorize()[0])}
 
 
 FAMILY = FeatureFamily(
@@ -202,5 +249,6 @@ FAMILY = FeatureFamily(
     reads=("customers",),
     features=FEATURES,
     compute=compute,
+    finish=finish,
     description="Lifecycle stage and RFM segment by documented rules.",
 )

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import mlflow
 import optuna
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
@@ -135,11 +136,13 @@ def cluster_settings(namespaces: list[Settings], home: Path, **overrides: object
 
 @pytest.fixture(scope="module")
 def trained(namespaces: list[Settings], tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """A cluster deployment where the small world was simulated, its features published
-    and churn trained (2 trials)."""
+    """A cluster deployment where the small world was simulated, its features built on
+    Dask and published, and churn trained (2 trials; the final fit on Dask)."""
     from custlab import pipeline
 
-    settings = cluster_settings(namespaces, tmp_path_factory.mktemp("cluster-home"))
+    settings = cluster_settings(
+        namespaces, tmp_path_factory.mktemp("cluster-home"), dask_train_rows=1_000
+    )
     pipeline.quiet_libraries()
     pipeline.simulate(settings, WORLD)
     pipeline.build_features(settings)
@@ -185,11 +188,10 @@ def test_train_registers_and_promotes_in_its_own_schemas(trained: Settings, name
     mlflow.set_tracking_uri(trained.mlflow_tracking_uri)
     mlflow.set_registry_uri(trained.mlflow_tracking_uri)
     model = MlflowClient().get_model_version_by_alias("custlab-churn", "champion")
-    assert (
-        MlflowClient()
-        .get_run(model.run_id)
-        .info.artifact_uri.startswith(trained.mlflow_artifact_root)
-    )
+    run = MlflowClient().get_run(model.run_id)
+    assert run.info.artifact_uri.startswith(trained.mlflow_artifact_root)
+    # Past dask_train_rows the final fit ran with lightgbm.dask on the local cluster.
+    assert run.data.params["final_fit"] == "lightgbm.dask, 2 workers"
     (feast,) = [c for c in check_services(trained) if c.name == "feast"]
     assert feast.ok and "registry opens: 6 feature views, online as of" in feast.detail
     assert feast.detail.endswith("online store CustomerRedisOnlineStore")
@@ -200,6 +202,23 @@ def test_train_registers_and_promotes_in_its_own_schemas(trained: Settings, name
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert client.search_registered_models() == []
     assert [e.name for e in client.search_experiments()] == ["Default"]
+
+
+@services
+@pytest.mark.slow
+def test_features_built_on_dask_are_those_of_one_process(trained: Settings):
+    from features.contract import read_raw_tables
+    from features.snapshots import build_snapshots
+
+    here = build_snapshots(read_raw_tables(trained.raw_dir))
+    for name, frame in here.items():
+        offline = pd.read_parquet(trained.offline_dir / f"{name}.parquet")
+        pd.testing.assert_frame_equal(
+            offline[frame.columns].reset_index(drop=True),
+            frame.astype(offline[frame.columns].dtypes),
+            check_exact=True,
+            obj=name,
+        )
 
 
 @services
