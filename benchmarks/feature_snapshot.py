@@ -13,7 +13,8 @@ seconds and 8 GB.
 With ``--dask`` the child starts a local cluster of two worker processes (one thread
 each) and builds as ``custlab features --dask`` does: the workers read their ranges of
 customers themselves, so reading and building are one span there; the peak adds each
-worker's own peak to the driver's (an upper bound of what they held at once).
+worker's own peak to the driver's (an upper bound of what they held at once), each
+measured by the process itself.
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ def _dask_child(raw: Path) -> dict:
 
         workers_kib = sum(client.run(peak_kib).values())
     return {
+        # This process's own: os.wait4 would report the largest of it and the worker
+        # processes it reaped.
+        "driver_peak_rss_gb": peak_kib() / 1024**2,
         "start_seconds": start,
         "build_seconds": build,
         "workers_peak_rss_gb": workers_kib / 1024**2,
@@ -126,8 +130,10 @@ def snapshot_scale(
     command = [sys.executable, "-m", "benchmarks.feature_snapshot", "--child", str(raw)]
     child = run_child(command + (["--dask"] if dask else []))
     measured = json.loads(child.output.strip().splitlines()[-1])
-    peak = child.peak_rss_gb + measured.pop("workers_peak_rss_gb", 0.0)
-    return measured | {"peak_rss_gb": peak, "driver_peak_rss_gb": child.peak_rss_gb}
+    if dask:
+        peak = measured["driver_peak_rss_gb"] + measured["workers_peak_rss_gb"]
+        return measured | {"peak_rss_gb": peak}
+    return measured | {"peak_rss_gb": child.peak_rss_gb}
 
 
 def main() -> None:

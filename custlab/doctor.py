@@ -21,6 +21,7 @@ from urllib.request import url2pathname
 from custlab.settings import POSTGRES_STORES, PostgresStore, Settings, env_name, redact_url
 from features.cluster import (
     ServiceUnavailable,
+    dask_client,
     ping_redis,
     postgres_address,
     postgres_connection,
@@ -60,7 +61,7 @@ def check_services(settings: Settings) -> list[Check]:
     (SQLite files in the home). ``cluster``: the home, PostgreSQL and the deployment's
     schemas in it, Redis, then the MLflow store, the Optuna storage and the Feast registry
     in their schemas (not opened when PostgreSQL is down: each would only wait for it
-    again).
+    again), and the Dask scheduler.
     """
     checks = [_check_home(settings)]
     postgres_ok = True
@@ -83,6 +84,8 @@ def check_services(settings: Settings) -> list[Check]:
                     f"not opened: PostgreSQL is unreachable ({env_name('postgres_dsn')})",
                 )
             )
+    if settings.profile == "cluster":
+        checks.append(_guarded("dask", settings, _check_dask))
     return checks
 
 
@@ -163,6 +166,25 @@ def _check_redis(settings: Settings) -> str:
     finally:
         client.close()
     return f"{redis_address(settings)} answers (Redis {version}); keys {probe}... writable"
+
+
+def _check_dask(settings: Settings) -> str:
+    setting = env_name("dask_scheduler")
+    if settings.dask_scheduler is None:
+        return (
+            f"no scheduler set ({setting}): each command that runs on Dask starts a local "
+            f"cluster of {settings.dask_workers} worker processes"
+        )
+    with dask_client(settings) as client:
+        threads = client.nthreads()
+    if not threads:
+        raise ServiceUnavailable(
+            f"Dask scheduler at {settings.dask_scheduler} answers but has no workers ({setting})"
+        )
+    return (
+        f"scheduler at {settings.dask_scheduler} answers: workers {len(threads)}, "
+        f"threads {sum(threads.values())}"
+    )
 
 
 def _sqlite_file(uri: str) -> Path:

@@ -96,7 +96,7 @@ class Settings(BaseSettings):
         2, ge=1, le=256, description="Worker processes of the local Dask cluster."
     )
     dask_shard_customers: int = Field(
-        500_000,
+        250_000,
         ge=1,
         description="Feature building on Dask: at most this many customers a task (each "
         "task holds its customers' raw rows).",

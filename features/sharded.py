@@ -37,7 +37,13 @@ from features.contract import (
     read_raw_shard,
 )
 from features.families import FAMILIES
-from features.snapshots import as_of_dates, computed_frame, finished_frame, snapshot_grid
+from features.snapshots import (
+    GRID_TABLES,
+    as_of_dates,
+    computed_frame,
+    finished_frame,
+    snapshot_grid,
+)
 
 if TYPE_CHECKING:
     import distributed
@@ -64,13 +70,17 @@ def _checked_whole(raw_dir: Path) -> tuple[pa.Array, pd.DataFrame]:
     id_columns = []
     orders = None
     for name in raw_table_paths(raw_dir):
-        unique = [c for c, spec in RAW_SCHEMAS[name].columns.items() if spec.unique]
-        wanted = [ENTITY_KEY, *unique] + (["order_ts"] if name == "orders" else [])
+        # Of a table whose customers get no snapshot rows of their own, only a key held
+        # unique is read (of one without, only the row count).
+        known = name in GRID_TABLES
+        wanted = [c for c, spec in RAW_SCHEMAS[name].columns.items() if spec.unique]
+        wanted += ([ENTITY_KEY] if known else []) + (["order_ts"] if name == "orders" else [])
         frame = read_raw_columns(raw_dir, name, list(dict.fromkeys(wanted)))
-        if name in ("orders", "customers"):
+        if known:
             id_columns.append(to_arrow_strings(frame[ENTITY_KEY]).cast(pa.large_string()))
         if name == "orders":
             orders = frame[["order_ts"]]
+        del frame
     assert orders is not None  # raw_table_paths requires it
     return pc.unique(pa.chunked_array(id_columns)), orders
 
@@ -103,7 +113,7 @@ def build_snapshots_on_dask(
     raw_dir: Path,
     as_of: Sequence[pd.Timestamp] | pd.DatetimeIndex | None = None,
     families: Iterable[str] | None = None,
-    shard_customers: int = 500_000,
+    shard_customers: int = 250_000,
 ) -> dict[str, pd.DataFrame]:
     """:func:`features.snapshots.build_snapshots` of the raw tables in ``raw_dir``,
     computed on the cluster ``client`` talks to.

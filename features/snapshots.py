@@ -35,6 +35,10 @@ def as_of_dates(orders: pd.DataFrame) -> pd.DatetimeIndex:
     return pd.date_range(first, last, freq="7D")
 
 
+# The tables whose customers get snapshot rows: who signed up, or bought.
+GRID_TABLES = ("orders", "customers")
+
+
 def snapshot_grid(
     tables: Tables, as_of: Sequence[pd.Timestamp] | pd.DatetimeIndex | None = None
 ) -> SnapshotGrid:

@@ -60,6 +60,7 @@ def closed() -> Settings:
         profile="cluster",
         postgres_dsn=f"postgresql://custlab:pg-secret-1@127.0.0.1:{free_port()}/test",
         redis_url=f"redis://:redis-secret-2@127.0.0.1:{free_port()}/0",
+        dask_scheduler=f"tcp://127.0.0.1:{free_port()}",
         pseudonym_key="hmac-secret-3",
         connect_timeout_seconds=2,
     )
@@ -67,7 +68,7 @@ def closed() -> Settings:
 
 def test_each_unreachable_service_fails_on_one_line_naming_its_setting(closed: Settings):
     checks = {c.name: c for c in check_services(closed)}
-    assert list(checks) == ["home", "postgres", "redis", "mlflow", "optuna", "feast"]
+    assert list(checks) == ["home", "postgres", "redis", "mlflow", "optuna", "feast", "dask"]
     assert checks["home"].ok
     postgres, redis = checks["postgres"], checks["redis"]
     assert not postgres.ok and not redis.ok
@@ -76,6 +77,9 @@ def test_each_unreachable_service_fails_on_one_line_naming_its_setting(closed: S
     assert postgres.detail.endswith("(CUSTLAB_POSTGRES_DSN)")
     assert redis.line.startswith("FAIL redis: Redis at redis://:***@127.0.0.1:")
     assert redis.detail.endswith("(CUSTLAB_REDIS_URL)")
+    dask = checks["dask"]
+    assert dask.line.startswith(f"FAIL dask: Dask scheduler at {closed.dask_scheduler} did not")
+    assert dask.detail.endswith("(CUSTLAB_DASK_SCHEDULER)")
     # MLflow, Optuna and Feast's registry live on that PostgreSQL: not opened, so not
     # waited for.
     for name in ("mlflow", "optuna", "feast"):

@@ -118,6 +118,22 @@ def test_a_key_repeated_across_ranges_is_refused_by_name(client, tmp_path):
         build_snapshots_on_dask(client, raw, shard_customers=1)
 
 
+def test_an_empty_table_is_refused_as_in_one_process(client, tmp_path):
+    orders = orders_frame([("a", "2024-01-03", 10)])
+    events = pd.DataFrame(
+        {
+            "customer_id": pd.Series([], dtype="string"),
+            "event_ts": pd.to_datetime(pd.Series([], dtype="datetime64[ns]"), utc=True),
+            "event_type": pd.Series([], dtype="string"),
+        }
+    )
+    raw = _raw(tmp_path / "raw", {"orders": orders, "events": events})
+    with pytest.raises(DataContractError, match="table 'events' is empty"):
+        read_raw_tables(raw)
+    with pytest.raises(DataContractError, match="table 'events' is empty"):
+        build_snapshots_on_dask(client, raw)
+
+
 def test_a_missing_folder_or_orders_table_is_named(client, tmp_path):
     with pytest.raises(DataContractError, match="does not exist"):
         build_snapshots_on_dask(client, tmp_path / "nowhere")

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
+import distributed
 import httpx
 import mlflow
 import optuna
@@ -148,6 +149,41 @@ def trained(namespaces: list[Settings], tmp_path_factory: pytest.TempPathFactory
     pipeline.build_features(settings)
     pipeline.train(settings, "churn", TuneSpec(n_trials=2, max_rounds=300))
     return settings
+
+
+@services
+@pytest.mark.slow
+def test_the_main_job_runs_end_to_end_in_the_cluster_profile(namespaces, tmp_path: Path):
+    from custlab import pipeline
+    from training.tasks import TASKS
+
+    settings = cluster_settings(namespaces, tmp_path / "home")
+    pipeline.quiet_libraries()
+    summary = pipeline.demo(settings, WORLD, TuneSpec(n_trials=2, max_rounds=200))
+    assert "custlab demo finished" in summary
+    # Every task registered a version in the deployment's own MLflow schema; those the
+    # gate let through are champions (at this scale the gate may keep one out).
+    uri = settings.mlflow_tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    champions = []
+    for name, task in TASKS.items():
+        model = client.get_registered_model(task.registered_model)
+        assert model.latest_versions, name
+        champions += [name] if "champion" in model.aliases else []
+    assert "churn" in champions
+    # The batch was scored on Dask, a file a champion; each champion's week has its report.
+    (batch,) = sorted(settings.scores_dir.iterdir())
+    assert sorted(p.stem for p in batch.glob("*.parquet")) == sorted(champions)
+    scored = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        "params.dask = 'True'",
+    )
+    assert scored, "no batch run on Dask"
+    (week,) = [p for p in settings.reports_dir.iterdir() if p.is_dir()]
+    for name in champions:
+        assert (week / name / "index.html").exists()
+    for local_store in ("mlflow.db", "optuna.db", "feast/registry.db"):
+        assert not (settings.home / local_store).exists()
 
 
 @services
@@ -320,10 +356,19 @@ def test_doctor_says_ok_for_every_service(namespaces, tmp_path: Path):
             }
         )
     checks = check_services(settings)
-    assert [c.name for c in checks] == ["home", "postgres", "redis", "mlflow", "optuna", "feast"]
+    names = ["home", "postgres", "redis", "mlflow", "optuna", "feast", "dask"]
+    assert [c.name for c in checks] == names
     assert all(c.ok for c in checks), [c.line for c in checks]
     assert "to be made" in checks[1].detail and "not made yet" in checks[3].detail
     assert "not made yet" in checks[5].detail
+    assert "starts a local cluster of 2 worker processes" in checks[6].detail
+    # A scheduler of its own, as a cluster has: the doctor finds its workers.
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", dashboard_address=None
+    ) as cluster:
+        scheduled = settings.model_copy(update={"dask_scheduler": cluster.scheduler_address})
+        (dask,) = [c for c in check_services(scheduled) if c.name == "dask"]
+    assert dask.ok and dask.detail.endswith("answers: workers 1, threads 2"), dask.line
     ensure_schemas(settings)
     open_study("doctor", settings.optuna_storage, 0, TuneSpec())
     checks = check_services(settings)
