@@ -1,5 +1,6 @@
-"""Shared fixtures: a small simulated world, and one whole demo run the serving and
-integration tests share (training once per session keeps the suite fast)."""
+"""Shared fixtures: a small simulated world, one whole demo run the serving and
+integration tests share (training once per session keeps the suite fast), and a local
+Dask cluster of two workers."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from features.simulate import World, WorldSpec, simulate_world
 from tests.factories import DEMO_TUNING, DEMO_WORLD
 
 if TYPE_CHECKING:
+    import distributed
     from starlette.testclient import TestClient
 
 SMALL_WORLD = WorldSpec(customers=1500, weeks=70, seed=11)
@@ -23,6 +25,21 @@ SMALL_WORLD = WorldSpec(customers=1500, weeks=70, seed=11)
 @pytest.fixture(scope="session")
 def small_world() -> World:
     return simulate_world(SMALL_WORLD)
+
+
+@pytest.fixture(scope="session")
+def dask_local() -> Iterator[distributed.Client]:
+    """A client of a local Dask cluster of two worker processes, one thread each, as the
+    cluster profile makes when no scheduler is set."""
+    import distributed
+
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ give the snapshot frames of one process, cell by cell, whatever the ranges hold.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import distributed
@@ -21,17 +20,6 @@ from tests.factories import orders_frame
 RAW_TABLES = ("customers", "orders", "events", "tickets", "campaigns")
 
 
-@pytest.fixture(scope="module")
-def client() -> Iterator[distributed.Client]:
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        yield client
-
-
 def _raw(folder: Path, tables: dict[str, pd.DataFrame]) -> Path:
     replace_folder(folder, tables)
     return folder
@@ -46,16 +34,18 @@ def _assert_same_as_one_process(client: distributed.Client, raw: Path, **kwargs)
     return on_dask
 
 
-def test_the_small_world_on_four_ranges_equals_one_process(client, small_world: World, tmp_path):
+def test_the_small_world_on_four_ranges_equals_one_process(
+    dask_local, small_world: World, tmp_path
+):
     world = small_world.tables()
     raw = _raw(tmp_path / "raw", {name: world[name] for name in RAW_TABLES})
-    snapshots = _assert_same_as_one_process(client, raw, shard_customers=400)
+    snapshots = _assert_same_as_one_process(dask_local, raw, shard_customers=400)
     assert set(snapshots) == {"orders", "segments", "engagement", "marketing", "profile", "service"}
     # Every segment occurs: the quantiles were taken over the whole base, not a range.
     assert snapshots["segments"]["rfm_segment"].dropna().nunique() == 4
 
 
-def test_ranges_without_rows_of_some_table_give_the_same_frames(client, tmp_path):
+def test_ranges_without_rows_of_some_table_give_the_same_frames(dask_local, tmp_path):
     orders = orders_frame(
         [
             ("a", "2024-01-03", 10),
@@ -92,33 +82,33 @@ def test_ranges_without_rows_of_some_table_give_the_same_frames(client, tmp_path
         {"orders": orders, "customers": customers, "tickets": tickets, "events": events},
     )
     # One customer a range: most ranges have no ticket, no event, or no order at all.
-    snapshots = _assert_same_as_one_process(client, raw, shard_customers=1)
+    snapshots = _assert_same_as_one_process(dask_local, raw, shard_customers=1)
     assert "e" in set(snapshots["profile"]["customer_id"])
 
 
-def test_an_orders_only_source_gets_orders_and_segments(client, tmp_path):
+def test_an_orders_only_source_gets_orders_and_segments(dask_local, tmp_path):
     orders = orders_frame([(f"c{i:02d}", f"2024-0{1 + i % 3}-1{i % 9}", 10 + i) for i in range(30)])
     raw = _raw(tmp_path / "raw", {"orders": orders})
-    snapshots = _assert_same_as_one_process(client, raw, shard_customers=7)
+    snapshots = _assert_same_as_one_process(dask_local, raw, shard_customers=7)
     assert list(snapshots) == ["orders", "segments"]
 
 
-def test_given_as_of_dates_are_kept(client, small_world: World, tmp_path):
+def test_given_as_of_dates_are_kept(dask_local, small_world: World, tmp_path):
     raw = _raw(tmp_path / "raw", {"orders": small_world.tables()["orders"]})
     newest = pd.DatetimeIndex([pd.Timestamp("2024-03-04", tz="UTC")])
-    snapshots = _assert_same_as_one_process(client, raw, as_of=newest, shard_customers=500)
+    snapshots = _assert_same_as_one_process(dask_local, raw, as_of=newest, shard_customers=500)
     assert set(snapshots["orders"]["event_timestamp"]) == set(newest)
 
 
-def test_a_key_repeated_across_ranges_is_refused_by_name(client, tmp_path):
+def test_a_key_repeated_across_ranges_is_refused_by_name(dask_local, tmp_path):
     orders = orders_frame([("a", "2024-01-03", 10), ("z", "2024-01-05", 20)])
     orders["order_id"] = ["same", "same"]  # "a" and "z" fall in different ranges
     raw = _raw(tmp_path / "raw", {"orders": orders})
     with pytest.raises(DataContractError, match="table 'orders', column 'order_id'"):
-        build_snapshots_on_dask(client, raw, shard_customers=1)
+        build_snapshots_on_dask(dask_local, raw, shard_customers=1)
 
 
-def test_an_empty_table_is_refused_as_in_one_process(client, tmp_path):
+def test_an_empty_table_is_refused_as_in_one_process(dask_local, tmp_path):
     orders = orders_frame([("a", "2024-01-03", 10)])
     events = pd.DataFrame(
         {
@@ -131,16 +121,16 @@ def test_an_empty_table_is_refused_as_in_one_process(client, tmp_path):
     with pytest.raises(DataContractError, match="table 'events' is empty"):
         read_raw_tables(raw)
     with pytest.raises(DataContractError, match="table 'events' is empty"):
-        build_snapshots_on_dask(client, raw)
+        build_snapshots_on_dask(dask_local, raw)
 
 
-def test_a_missing_folder_or_orders_table_is_named(client, tmp_path):
+def test_a_missing_folder_or_orders_table_is_named(dask_local, tmp_path):
     with pytest.raises(DataContractError, match="does not exist"):
-        build_snapshots_on_dask(client, tmp_path / "nowhere")
+        build_snapshots_on_dask(dask_local, tmp_path / "nowhere")
     tickets_only = tmp_path / "tickets-only"
     tickets_only.mkdir()
     with pytest.raises(DataContractError, match="required table 'orders'"):
-        build_snapshots_on_dask(client, tickets_only)
+        build_snapshots_on_dask(dask_local, tickets_only)
 
 
 def test_ranges_cover_every_id_once():

@@ -3,9 +3,6 @@ like one process's (same trees count, categories, class count, about the same sc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import distributed
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -15,17 +12,6 @@ from sklearn.metrics import roc_auc_score
 from custlab.settings import Settings
 from training.dask_fit import DaskFit, fit_on_dask
 from training.tune import base_params
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[distributed.Client]:
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        yield client
 
 
 def _rows(n: int = 8_000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -41,14 +27,14 @@ def _rows(n: int = 8_000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     return rows, (signal + rng.normal(size=n) > 0.5).to_numpy(dtype=float)
 
 
-def test_a_binary_fit_on_dask_scores_like_one_process(client):
+def test_a_binary_fit_on_dask_scores_like_one_process(dask_local):
     rows, targets = _rows()
     params = base_params({"objective": "binary"}, seed=0) | {
         "learning_rate": 0.1,
         "num_leaves": 15,
         "monotone_constraints": [-1, 1, 0],
     }
-    booster = fit_on_dask(client, params, rows, targets, rounds=40)
+    booster = fit_on_dask(dask_local, params, rows, targets, rounds=40)
     here = lgb.train(params, lgb.Dataset(rows, targets), num_boost_round=40)
     assert booster.num_trees() == 40
     assert booster.feature_name() == here.feature_name()
@@ -61,11 +47,11 @@ def test_a_binary_fit_on_dask_scores_like_one_process(client):
     assert (booster.predict(later) <= booster.predict(probe) + 1e-12).all()
 
 
-def test_a_class_absent_from_the_rows_keeps_its_place(client):
+def test_a_class_absent_from_the_rows_keeps_its_place(dask_local):
     rows, _ = _rows(3_000, seed=1)
     classes = np.random.default_rng(1).integers(0, 3, len(rows)).astype(float)  # no class 3
     params = base_params({"objective": "multiclass", "num_class": 4}, seed=0)
-    booster = fit_on_dask(client, params, rows, classes, rounds=5)
+    booster = fit_on_dask(dask_local, params, rows, classes, rounds=5)
     assert booster.predict(rows.head(5)).shape == (5, 4)
 
 
