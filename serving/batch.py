@@ -48,7 +48,7 @@ from features.tables import staged_folder
 from serving.models import load_champion_models
 from serving.scoring import LoadedModel, from_margin
 from training.labelled import find_table
-from training.model_input import contributions, model_matrix
+from training.model_input import contributions
 from training.registry import use_tracking
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def score_table(model: LoadedModel, rows: pd.DataFrame, reasons: bool) -> pa.Tab
     """One chunk of a task's batch file: ids, score, decision, population, and the top
     reason codes (feature and contribution) when ``reasons``."""
     task = model.task
-    matrix = model_matrix(model.booster, rows)
+    matrix = model.matrix(rows)
     if reasons:
         per_class = contributions(model.booster, matrix)
         prediction = from_margin(model, per_class.sum(axis=2))

@@ -13,7 +13,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from training.model_input import contributions, model_matrix
+from training.model_input import booster_categories, contributions
+from training.pyfunc_model import feature_matrix
 from training.record import ModelRecord
 from training.tasks import TaskSpec
 
@@ -35,9 +36,20 @@ class LoadedModel:
     def feature_service(self) -> str:
         return self.record.feature_service
 
-    @property
+    # Asked of the booster once: each call into LightGBM copies every name out again,
+    # and a scored row asked for them once a reason code.
+    @cached_property
     def feature_names(self) -> list[str]:
         return list(self.booster.feature_name())
+
+    @cached_property
+    def categories(self) -> dict[str, list[str]]:
+        """Each categorical feature's levels in the booster's code order."""
+        return booster_categories(self.booster)
+
+    def matrix(self, rows: pd.DataFrame) -> np.ndarray:
+        """``rows`` as the float matrix the booster predicts on (:func:`model_matrix`)."""
+        return feature_matrix(self.feature_names, self.categories, rows)
 
     @cached_property
     def training_ranges(self) -> tuple[dict[str, float], dict[str, float]]:
@@ -103,7 +115,7 @@ def score_rows(model: LoadedModel, rows: pd.DataFrame, top_reasons: int = 3) -> 
         top_reasons: How many reason codes per answer.
     """
     task = model.task
-    values = model_matrix(model.booster, rows)
+    values = model.matrix(rows)
     given = rows[model.feature_names].to_numpy(dtype=object)
     per_class = contributions(model.booster, values)
     # Contributions and the bias add up to the raw margin, so one pass through the trees

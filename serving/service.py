@@ -25,12 +25,14 @@ import bentoml
 
 from custlab.settings import Settings
 from features.errors import CustlabError
+from serving import traffic
 from serving.api import build_app
 from serving.bento import PackagedScoring
 from serving.scorers import Scoring
 
 logger = logging.getLogger(__name__)
 
+traffic.install()  # before BentoML builds the app (serving/traffic.py says why)
 api = build_app()
 
 
