@@ -6,6 +6,7 @@ directly without HTTP.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -13,10 +14,13 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from training.forest import Forest, UnsupportedForest, compile_forest
 from training.model_input import booster_categories, contributions
 from training.pyfunc_model import feature_matrix
 from training.record import ModelRecord
 from training.tasks import TaskSpec
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,23 @@ class LoadedModel:
     def matrix(self, rows: pd.DataFrame) -> np.ndarray:
         """``rows`` as the float matrix the booster predicts on (:func:`model_matrix`)."""
         return feature_matrix(self.feature_names, self.categories, rows)
+
+    @cached_property
+    def forest(self) -> Forest | None:
+        """The booster's trees compiled for many rows (:mod:`training.forest`), or None
+        where they cannot be (LightGBM predicts then)."""
+        try:
+            return compile_forest(self.booster)
+        except UnsupportedForest as why:
+            logger.info("%s v%s predicts with LightGBM: %s", self.name, self.version, why)
+            return None
+
+    def raw_scores(self, matrix: np.ndarray) -> np.ndarray:
+        """The booster's raw margin of every row of ``matrix``, (rows, classes)."""
+        if self.forest is None:
+            margin = np.asarray(self.booster.predict(matrix, raw_score=True))
+            return margin.reshape(len(matrix), -1)
+        return self.forest.raw_scores(matrix)
 
     @cached_property
     def training_ranges(self) -> tuple[dict[str, float], dict[str, float]]:

@@ -3,6 +3,8 @@ not at all."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -15,6 +17,7 @@ from features.errors import CustlabError
 from features.store import latest_as_of, read_features
 from serving import batch
 from serving.batch import BATCH_EXPERIMENT, score_batch
+from serving.models import load_champion_models
 from training.tasks import TASKS
 
 
@@ -103,6 +106,28 @@ def test_without_a_champion_the_batch_refuses_and_says_why(tmp_path, demo_home):
         score_batch(Settings(home=home))
     assert "churn" in str(caught.value)
     assert not (home / "scores").exists()
+
+
+def test_scores_from_the_compiled_trees_are_lightgbms(demo_home):
+    """Without reasons a batch scores with the champions' compiled trees; with them, with
+    LightGBM's TreeSHAP, whose values add up to LightGBM's margin. Both batches agree,
+    and a champion whose trees cannot be compiled scores with LightGBM, the same."""
+    settings = Settings(home=demo_home)
+    models, _ = load_champion_models(settings)
+    frames, _ = batch.batch_frames(settings, models)
+    for name, model in models.items():
+        rows = frames[name]
+        assert model.forest is not None, name
+        compiled = batch.score_table(model, rows, reasons=False)
+        explained = batch.score_table(model, rows, reasons=True)
+        fallback = replace(model)  # a copy without the compiled trees cached
+        fallback.__dict__["forest"] = None
+        plain = batch.score_table(fallback, rows, reasons=False)
+        for column in ("score", "tier", "in_population"):
+            assert compiled.column(column).equals(plain.column(column)), (name, column)
+        np.testing.assert_allclose(
+            compiled.column("score").to_numpy(), explained.column("score").to_numpy(), rtol=1e-9
+        )
 
 
 def test_tiers_of_many_scores_match_one_by_one():
