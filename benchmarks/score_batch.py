@@ -31,7 +31,10 @@ from benchmarks.homes import trained_home
 from benchmarks.processes import ROOT, Child, run_child
 
 TARGET_SECONDS = 60
-CUSTLAB = "custlab score-batch (scores, tiers, actions, population, all-or-nothing, MLflow run)"
+CUSTLAB = (
+    "custlab score-batch (compiled trees; scores, tiers, actions, population, all-or-nothing,"
+    " MLflow run)"
+)
 ANCHOR = "anchor: pyarrow read + LightGBM predict per champion + parquet"
 DASK = "custlab score-batch --dask (a local Dask cluster: 2 workers x 1 thread)"
 
