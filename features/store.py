@@ -235,6 +235,12 @@ def online_generation(settings: Settings, store: FeatureStore) -> Hashable:
     return tuple(stamps)
 
 
+def generation_is_local(store: FeatureStore) -> bool:
+    """Whether :func:`online_generation` only looks at local files (two ``stat`` calls,
+    which never wait), not at a server over the network."""
+    return not hasattr(store._get_provider().online_store, "generation")
+
+
 def view_family(view: FeatureView) -> str:
     """The feature family a view holds (its ``family`` tag)."""
     return view.tags["family"]

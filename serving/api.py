@@ -7,9 +7,11 @@ A FastAPI app that the BentoML service mounts (serving/service.py) and gives its
 value; a client error is one log line without ids. Metrics are labelled by route
 template, so unknown paths and ids add no series.
 
-The scoring routes are plain functions, which FastAPI runs in its thread pool: an online
-read can wait (SQLite retries a locked file for about 10 s), and on the event loop it
-would hold up every other request, ``/livez`` and ``/readyz`` included.
+A request whose answers are all kept (:meth:`Scoring.answers_at_once`: nothing to read,
+reload or wait for) is answered on the event loop; any other goes to the thread pool,
+since an online read can wait (SQLite retries a locked file for about 10 s) and on the
+event loop it would hold up every other request, ``/livez`` and ``/readyz`` included.
+The hop to a thread costs the kept answers about a tenth of their throughput.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -242,12 +245,19 @@ def build_app(keys: ApiKeys | None = None) -> FastAPI:
         return request.app.state.scoring
 
     @app.post("/v1/score", response_model=BatchResponse, tags=["scores"])
-    def score(body: BatchRequest, request: Request) -> Response:  # in a worker thread
+    async def score(body: BatchRequest, request: Request) -> Response:
         """Every served task (or those named) for up to 1,000 customers, with one online
         feature read: per customer and task the champion's score, decision, top reason
         codes, feature timestamp and warnings."""
+        service, who = scoring(request), _who(request)
+        at_once = service.answers_at_once(body.tasks, body.customer_ids, *who)
+        if at_once is None:
+            return await run_in_threadpool(score_waiting, service, body, who)
+        return _batch_response(body.customer_ids, at_once[1], {})
+
+    def score_waiting(service: Scoring, body: BatchRequest, who: tuple) -> Response:
         try:
-            scorers, unavailable = scoring(request).served(body.tasks)
+            scorers, unavailable = service.served(body.tasks)
         except KeyError as unknown:
             raise HTTPException(
                 404, f"no task named {unknown.args[0]!r} (tasks: {', '.join(TASKS)})"
@@ -256,29 +266,33 @@ def build_app(keys: ApiKeys | None = None) -> FastAPI:
             raise HTTPException(
                 503, "no task asked for has a champion: " + "; ".join(unavailable.values())
             )
-        answers = scoring(request).answers(scorers, body.customer_ids, *_who(request))
-        customers = [
-            {"customer_id": cid, "scores": {name: given[i] for name, given in answers.items()}}
-            for i, cid in enumerate(body.customer_ids)
-        ]
-        return json_response({"customers": customers, "unavailable": unavailable})
+        answers = service.answers(scorers, body.customer_ids, *who)
+        return _batch_response(body.customer_ids, answers, unavailable)
 
     def task_routes(task: str) -> None:
         description = TASKS[task].description
 
-        def served(request: Request) -> Any:
-            scorers, unavailable = scoring(request).served([task])
+        def served(service: Scoring) -> Any:
+            scorers, unavailable = service.served([task])
             if not scorers:
                 raise HTTPException(503, f"{task} is not served: {unavailable[task]}")
             return scorers[0]
 
-        def by_id(body: ScoreRequest, request: Request) -> Response:  # in a worker thread
-            scorer = served(request)
-            given = scoring(request).answers([scorer], body.customer_ids, *_who(request))[task]
+        async def by_id(body: ScoreRequest, request: Request) -> Response:
+            service, who = scoring(request), _who(request)
+            at_once = service.answers_at_once([task], body.customer_ids, *who)
+            if at_once is None:
+                return await run_in_threadpool(by_id_waiting, service, body, who)
+            (scorer,), answers = at_once
+            return _task_response(scorer, body.customer_ids, answers[task])
+
+        def by_id_waiting(service: Scoring, body: ScoreRequest, who: tuple) -> Response:
+            scorer = served(service)
+            given = service.answers([scorer], body.customer_ids, *who)[task]
             return _task_response(scorer, body.customer_ids, given)
 
         def by_features(body: FeaturesRequest, request: Request) -> Response:  # in a worker thread
-            scorer = served(request)
+            scorer = served(scoring(request))
             rows = pd.DataFrame([row.model_dump() for row in body.rows])
             empty = [
                 str(i) for i, row in enumerate(body.rows) if not row.model_dump(exclude_none=True)
@@ -347,6 +361,16 @@ def build_app(keys: ApiKeys | None = None) -> FastAPI:
 def _who(request: Request) -> tuple[str | None, str]:
     """The caller's key name (None when the API is open) and the route, for the audit."""
     return getattr(request.state, "caller", None), request.scope["route"].path
+
+
+def _batch_response(
+    ids: list[str], answers: dict[str, list[dict]], unavailable: dict[str, str]
+) -> Response:
+    customers = [
+        {"customer_id": cid, "scores": {name: given[i] for name, given in answers.items()}}
+        for i, cid in enumerate(ids)
+    ]
+    return json_response({"customers": customers, "unavailable": unavailable})
 
 
 def _task_response(scorer: Any, ids: list[str | None], given: list[dict]) -> Response:

@@ -38,7 +38,14 @@ from mlflow import MlflowClient
 
 from custlab.settings import Settings
 from features.errors import CustlabError
-from features.store import OnlineReader, OnlineRows, feature_refs, online_generation, open_store
+from features.store import (
+    OnlineReader,
+    OnlineRows,
+    feature_refs,
+    generation_is_local,
+    online_generation,
+    open_store,
+)
 from serving.door import Door, door_for
 from serving.models import (
     challenger_version,
@@ -385,6 +392,17 @@ def answer_kept_or_read(
     }
 
 
+def all_kept(group: Sequence[TaskScorer], store_ids: Sequence[str]) -> dict[str, list[dict]] | None:
+    """Per scorer, its kept answer of every store id in order; None if one is not kept."""
+    out = {}
+    for scorer in group:
+        given = [scorer.answers.get(sid) for sid in store_ids]
+        if None in given:
+            return None
+        out[scorer.name] = given
+    return out
+
+
 class Shadow:
     """Challengers scored on the customers their champions were just asked about, in a
     thread of their own and logged as ``shadow`` beside the champions' answers; when
@@ -453,6 +471,7 @@ class Scoring:
         self.breaker = StoreBreaker()
         self.shadow = Shadow(self.log, self.breaker)
         self._generation = online_generation(settings, self._store)
+        self._generation_is_local = generation_is_local(self._store)
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self.warmed: dict[str, int] = {}
@@ -667,16 +686,63 @@ class Scoring:
         route: str = "",
     ) -> dict[str, list[dict]]:
         """Per task, one answer per id in order: kept answers where they are, one online
-        read per feature source for the rest; every answer logged, the request audited."""
+        read per feature source for the rest; every answer logged, the request audited.
+
+        Raises:
+            StoreUnavailable: An online read failed, or the breaker refused it.
+        """
+        given = []
+        for group in by_source(scorers):
+            store_ids = group[0].source.door.store_ids(ids)
+            given.append((group, store_ids, answer_kept_or_read(group, store_ids, self.breaker)))
+        return self._given(given, scorers, caller, route)
+
+    def answers_at_once(
+        self,
+        tasks: Sequence[str] | None,
+        ids: Sequence[str],
+        caller: str | None = None,
+        route: str = "",
+    ) -> tuple[list[TaskScorer], dict[str, list[dict]]] | None:
+        """The scorers of ``tasks`` (every served one by default) and their
+        :meth:`answers`, when nothing need be read, reloaded or waited for: the online
+        features unchanged by a check that cannot wait (the local store's file stamps; a
+        server's store is asked over the network), every task served and every answer
+        kept. None otherwise: then ask :meth:`served` and :meth:`answers`, which may
+        wait."""
+        if not self._generation_is_local:
+            return None
+        if online_generation(self.settings, self._store) != self._generation:
+            return None
+        scorers = self.champions.scorers
+        names = list(tasks) if tasks else list(scorers)
+        if not all(name in scorers for name in names):
+            return None
+        chosen = [scorers[name] for name in names]
+        given = []
+        for group in by_source(chosen):
+            store_ids = group[0].source.door.store_ids(ids)
+            if (kept := all_kept(group, store_ids)) is None:
+                return None
+            given.append((group, store_ids, kept))
+        return chosen, self._given(given, chosen, caller, route)
+
+    def _given(
+        self,
+        given: list[tuple[list[TaskScorer], list[str], dict[str, list[dict]]]],
+        scorers: Sequence[TaskScorer],
+        caller: str | None,
+        route: str,
+    ) -> dict[str, list[dict]]:
+        """Log each group's answers, offer its challengers the same customers, audit the
+        call; the answers by task."""
         out: dict[str, list[dict]] = {}
         audited: list[str] = []
         challengers = self.champions.challengers
-        for group in by_source(scorers):
-            store_ids = group[0].source.door.store_ids(ids)
-            given = answer_kept_or_read(group, store_ids, self.breaker)
-            for name, answers in given.items():
-                out[name] = answers
-                self.log.append(name, log_records(store_ids, answers, "online", caller))
+        for group, store_ids, answers in given:
+            for name, task_answers in answers.items():
+                out[name] = task_answers
+                self.log.append(name, log_records(store_ids, task_answers, "online", caller))
             if shadowed := [challengers[s.name] for s in group if s.name in challengers]:
                 self.shadow.offer(shadowed, store_ids, caller)
             audited += store_ids

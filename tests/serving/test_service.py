@@ -191,6 +191,24 @@ def test_answers_are_kept_until_the_online_features_change(client, demo_home, ac
     assert values.get("recency_days", 300.0) == pytest.approx(300.0)
 
 
+def test_kept_answers_are_given_at_once_and_logged_like_any(client, active_ids):
+    """A request whose answers are all kept is answered without a read (on the event
+    loop); the same answers as the path that may read."""
+    scoring = _scoring(client)
+    client.post("/v1/score", json={"customer_ids": active_ids})  # kept from here on
+    scorers, _ = scoring.served(None)
+    chosen, at_once = scoring.answers_at_once(None, active_ids, "tester", "/v1/score")
+    assert chosen == scorers
+    assert at_once == scoring.answers(scorers, active_ids, "tester", "/v1/score")
+    assert set(at_once) == set(scoring.champions.scorers)
+    (churn,), answers = scoring.answers_at_once(["churn"], active_ids)
+    assert churn.name == "churn"
+    assert answers["churn"] == at_once["churn"]
+    # Anything else is left to the path that may read or refuse.
+    assert scoring.answers_at_once(None, [*active_ids, "never-asked-about"]) is None
+    assert scoring.answers_at_once(["no_such_task"], active_ids) is None
+
+
 def test_unknown_paths_and_ids_leave_metrics_and_memory_bounded(client):
     def series() -> int:
         text = client.get("/v1/metrics").text
