@@ -3,12 +3,12 @@
 
 LightGBM walks each row down each tree, one unpredictable branch a node. QuickScorer
 (Lucchese et al., SIGIR 2015) turns the walk inside out: a tree's leaves, numbered left to
-right, are the bits of a word; a split that sends a row right rules out every leaf of its
-left subtree, which is one AND with a mask; after every false split of every tree has
-been applied, a tree's exit leaf is its lowest set bit. The false splits of a feature are
-found without branching on trees: the feature's thresholds sorted once, a row's value
-rules out the thresholds below it, a short scan that stops at the first one it does not.
-Trees of at most 64 leaves fit a word (custlab tunes ``num_leaves`` up to 64).
+right, are the bits of its words (64 leaves a word); a split that sends a row right rules
+out every leaf of its left subtree, an AND with a mask on each word the subtree touches;
+after every false split of every tree has been applied, a tree's exit leaf is its lowest
+set bit. The false splits of a feature are found without branching on trees: the
+feature's thresholds sorted once, a row's value rules out the thresholds below it, a short
+scan that stops at the first one it does not.
 
 Every split is decided exactly as LightGBM's ``Tree::NumericalDecision`` and
 ``CategoricalDecision`` decide it: a numerical split sends ``value <= threshold`` left;
@@ -18,9 +18,9 @@ when its bit is set in the split's bitset, and NaN, a negative or a category pas
 bitset goes right. A row's trees are summed in LightGBM's order, class by class.
 
 The arrays are read from the model's own text (``model_to_string``, the form LightGBM
-saves and loads). A booster this module cannot score (linear trees, a tree of more than
-64 leaves) is refused by :func:`compile_forest` with :class:`UnsupportedForest`, and its
-caller predicts with LightGBM.
+saves and loads). A booster this module cannot score (linear trees) is refused by
+:func:`compile_forest` with :class:`UnsupportedForest`, and its caller predicts with
+LightGBM.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ _NONE, _NONE_OR_NAN, _ANY = 0, 1, 2
 _ON_NAN, _ON_ZERO = 0, 1
 # Categories at or past this are "past every bitset" (and a C++ int cast would overflow).
 _CATEGORY_LIMIT = 2**31
-LEAF_LIMIT = 64
+_WORD = 64
 _ROWS_A_TASK = 512
 
 
@@ -57,13 +57,15 @@ class UnsupportedForest(ValueError):
 
 @dataclass(frozen=True)
 class Forest:
-    """One booster's splits grouped by feature, each with its tree and the mask of leaves
-    it leaves possible when false; per tree, its class and its leaf values left to right."""
+    """One booster's splits grouped by feature, each as the words of its tree's leaves it
+    touches and the mask of leaves it leaves possible when false; per tree, its class, its
+    first word and its leaf values left to right."""
 
     num_class: int
     num_feature: int
     features: np.ndarray  # the features any split reads
     tree_class: np.ndarray
+    word_start: np.ndarray
     leaf_start: np.ndarray
     leaf_value: np.ndarray
     scan_start: np.ndarray  # [feature * 3 + kind], kinds _NONE, _NONE_OR_NAN, _ANY
@@ -91,6 +93,7 @@ class Forest:
             rows,
             self.features,
             self.tree_class,
+            self.word_start,
             self.leaf_start,
             self.leaf_value,
             self.scan_start,
@@ -114,7 +117,7 @@ class Forest:
 class _Split:
     feature: int
     tree: int
-    mask: int
+    masks: tuple[tuple[int, int], ...]  # (word of its tree, mask) where it rules leaves out
     threshold: float
     missing: int
     default_left: bool
@@ -126,7 +129,7 @@ def compile_forest(booster: lgb.Booster) -> Forest:
     """The booster's trees (as many as its ``predict`` uses by default) as a :class:`Forest`.
 
     Raises:
-        UnsupportedForest: The model has linear trees or a tree of more than 64 leaves.
+        UnsupportedForest: The model has linear trees.
     """
     text = booster.model_to_string(num_iteration=None)
     header, _, body = text.partition("\nTree=")
@@ -140,10 +143,6 @@ def compile_forest(booster: lgb.Booster) -> Forest:
     for index, tree in enumerate(trees):
         if tree.get("is_linear", "0") != "0":
             raise UnsupportedForest("the booster has linear trees")
-        if int(tree["num_leaves"]) > LEAF_LIMIT:
-            raise UnsupportedForest(
-                f"tree {index} has {tree['num_leaves']} leaves; at most {LEAF_LIMIT} fit a word"
-            )
         values, tree_splits = _tree(index, tree)
         leaf_values.append(values)
         splits += tree_splits
@@ -177,7 +176,11 @@ def _tree(index: int, tree: dict[str, str]) -> tuple[np.ndarray, list[_Split]]:
     visit(0)
     out = []
     for node, (first, end) in spans.items():
-        mask = ((1 << LEAF_LIMIT) - 1) ^ (((1 << (end - first)) - 1) << first)
+        masks = []
+        for word in range(first // _WORD, (end - 1) // _WORD + 1):
+            low, high = max(first, word * _WORD), min(end, (word + 1) * _WORD)
+            cleared = ((1 << (high - low)) - 1) << (low - word * _WORD)
+            masks.append((word, ((1 << _WORD) - 1) ^ cleared))
         kind = decision[node]
         categories, bits = None, 0
         if kind & _CATEGORICAL:
@@ -191,7 +194,7 @@ def _tree(index: int, tree: dict[str, str]) -> tuple[np.ndarray, list[_Split]]:
             _Split(
                 feature=feature[node],
                 tree=index,
-                mask=mask,
+                masks=tuple(masks),
                 threshold=threshold[node],
                 missing=(kind >> 2) & 3,
                 default_left=bool(kind & _DEFAULT_LEFT),
@@ -229,36 +232,52 @@ def _layout(
         buckets += [[s for s in own if c not in s.categories] for c in range(count)]
         buckets.append(own)  # NaN, negative or past every bitset: right at every split
     read = sorted({s.feature for s in splits})
-    scan = _flat(scans)
+    words = np.cumsum([0] + [-(-len(v) // _WORD) for v in leaf_values], dtype=np.int64)
+    scan = _flat(scans, words)
+    fixed_flat = _flat(fixed, words)
+    category_flat = _flat(buckets, words)
     return Forest(
         num_class=num_class,
         num_feature=num_feature,
         features=np.array(read, dtype=np.int64),
         tree_class=np.arange(len(leaf_values), dtype=np.int64) % num_class,
+        word_start=words,
         leaf_start=np.cumsum([0] + [len(v) for v in leaf_values], dtype=np.int64),
         leaf_value=np.concatenate(leaf_values) if leaf_values else np.zeros(0),
         scan_start=scan[0],
-        scan_threshold=np.array([s.threshold for g in scans for s in g], dtype=np.float64),
+        scan_threshold=scan[3],
         scan_tree=scan[1],
         scan_mask=scan[2],
-        fixed_start=(fixed_flat := _flat(fixed))[0],
+        fixed_start=fixed_flat[0],
         fixed_tree=fixed_flat[1],
         fixed_mask=fixed_flat[2],
         category_count=counts,
         category_offset=offsets,
-        category_start=(category_flat := _flat(buckets))[0],
+        category_start=category_flat[0],
         category_tree=category_flat[1],
         category_mask=category_flat[2],
     )
 
 
-def _flat(groups: list[list[_Split]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Groups of splits as one array of trees and masks, group ``g`` at
-    ``start[g]:start[g + 1]``."""
-    start = np.cumsum([0] + [len(g) for g in groups], dtype=np.int64)
-    trees = np.array([s.tree for g in groups for s in g], dtype=np.int64)
-    masks = np.array([s.mask for g in groups for s in g], dtype=np.uint64)
-    return start, trees, masks
+def _flat(
+    groups: list[list[_Split]], word_start: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Groups of splits as flat arrays of entries (word, mask, threshold), one a word a
+    split touches, in the groups' order: group ``g`` at ``start[g]:start[g + 1]``."""
+    starts, words, masks, thresholds = [0], [], [], []
+    for group in groups:
+        for split in group:
+            for word, mask in split.masks:
+                words.append(int(word_start[split.tree]) + word)
+                masks.append(mask)
+                thresholds.append(split.threshold)
+        starts.append(len(words))
+    return (
+        np.array(starts, dtype=np.int64),
+        np.array(words, dtype=np.int64),
+        np.array(masks, dtype=np.uint64),
+        np.array(thresholds, dtype=np.float64),
+    )
 
 
 def _fields(block: str) -> dict[str, str]:
@@ -276,6 +295,7 @@ def _score(
     rows,
     features,
     tree_class,
+    word_start,
     leaf_start,
     leaf_value,
     scan_start,
@@ -296,7 +316,7 @@ def _score(
     trees = len(tree_class)
     every = np.uint64(0xFFFFFFFFFFFFFFFF)
     for task in numba.prange((n + _ROWS_A_TASK - 1) // _ROWS_A_TASK):
-        masks = np.empty(trees, dtype=np.uint64)
+        masks = np.empty(word_start[trees], dtype=np.uint64)
         for r in range(task * _ROWS_A_TASK, min(n, (task + 1) * _ROWS_A_TASK)):
             masks[:] = every
             for feature in features:
@@ -328,7 +348,13 @@ def _score(
                     for at in range(category_start[group], category_start[group + 1]):
                         masks[category_tree[at]] &= category_mask[at]
             for tree in range(trees):
-                word = masks[tree]
+                # The rightmost leaf is in no left subtree: some word keeps a bit.
+                at = word_start[tree]
+                while masks[at] == 0:
+                    at += 1
+                word = masks[at]
                 lowest = (word & (~word + np.uint64(1))) * _DE_BRUIJN
-                leaf = _LOWEST_BIT[np.int64(lowest >> np.uint64(58))]
+                leaf = (at - word_start[tree]) * _WORD + _LOWEST_BIT[
+                    np.int64(lowest >> np.uint64(58))
+                ]
                 out[r, tree_class[tree]] += leaf_value[leaf_start[tree] + leaf]

@@ -8,7 +8,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from training.forest import LEAF_LIMIT, UnsupportedForest, compile_forest
+from training.forest import UnsupportedForest, compile_forest
 
 ROWS = 4_000
 FEATURES = 8
@@ -73,9 +73,9 @@ def binary_label(rows, rng):
         {"objective": "binary", "use_missing": False},
         {"objective": "regression", "zero_as_missing": True},
         {"objective": "tweedie", "max_cat_to_onehot": 64},
-        {"objective": "binary", "num_leaves": LEAF_LIMIT, "min_data_in_leaf": 5},
+        {"objective": "binary", "num_leaves": 64, "min_data_in_leaf": 5},
     ],
-    ids=["binary", "no-missing", "zero-as-missing", "one-hot-categories", "64-leaves"],
+    ids=["binary", "no-missing", "zero-as-missing", "one-hot-categories", "a-word-of-leaves"],
 )
 def test_scores_equal_lightgbm_to_the_last_bit(params, rows, binary_label, rng):
     label = binary_label
@@ -119,12 +119,12 @@ def test_a_matrix_of_the_wrong_width_is_refused(rows, binary_label):
         forest.raw_scores(rows[:, :-1])
 
 
-def test_trees_past_a_word_of_leaves_are_refused(rows, binary_label):
-    wide = train(
-        {"objective": "binary", "num_leaves": 80, "min_data_in_leaf": 2}, binary_label, rows, 3
-    )
-    with pytest.raises(UnsupportedForest, match="at most 64 fit a word"):
-        compile_forest(wide)
+def test_trees_of_several_words_of_leaves_score_alike(rows, binary_label, rng):
+    params = {"objective": "binary", "num_leaves": 200, "min_data_in_leaf": 2, "max_depth": -1}
+    booster = train(params, binary_label, rows, 20)
+    leaves = [tree["num_leaves"] for tree in booster.dump_model()["tree_info"]]
+    assert max(leaves) > 128  # three words
+    assert_scores_equal(booster, awkward_rows(rng))
 
 
 def test_linear_trees_are_refused(rows, binary_label):
