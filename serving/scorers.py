@@ -360,10 +360,11 @@ def assemble(
 
 
 def answer_kept_or_read(
-    group: Sequence[TaskScorer], store_ids: Sequence[str], breaker: StoreBreaker
-) -> dict[str, list[dict]]:
+    group: Sequence[TaskScorer], store_ids: Sequence[str], breaker: StoreBreaker | None
+) -> dict[str, list[dict]] | None:
     """Per scorer of one feature source, an answer per store id in order: kept answers
-    where they are, one online read through ``breaker`` for the rest.
+    where they are, one online read through ``breaker`` for the rest (``breaker`` None:
+    no read, and None when an answer is not kept).
 
     Raises:
         StoreUnavailable: The read failed, or the breaker refused it.
@@ -378,11 +379,12 @@ def answer_kept_or_read(
             if a is None
         }
     )
-    fresh: dict[str, dict[str, dict]] = {}
-    if missing:
-        online = breaker.call(group[0].source.reader.read, missing)
-        for scorer in group:
-            fresh[scorer.name] = scorer.score_online(missing, online)
+    if not missing:
+        return kept
+    if breaker is None:
+        return None
+    online = breaker.call(group[0].source.reader.read, missing)
+    fresh = {scorer.name: scorer.score_online(missing, online) for scorer in group}
     return {
         scorer.name: [
             a if a is not None else fresh[scorer.name][sid]
@@ -390,17 +392,6 @@ def answer_kept_or_read(
         ]
         for scorer in group
     }
-
-
-def all_kept(group: Sequence[TaskScorer], store_ids: Sequence[str]) -> dict[str, list[dict]] | None:
-    """Per scorer, its kept answer of every store id in order; None if one is not kept."""
-    out = {}
-    for scorer in group:
-        given = [scorer.answers.get(sid) for sid in store_ids]
-        if None in given:
-            return None
-        out[scorer.name] = given
-    return out
 
 
 class Shadow:
@@ -691,11 +682,9 @@ class Scoring:
         Raises:
             StoreUnavailable: An online read failed, or the breaker refused it.
         """
-        given = []
-        for group in by_source(scorers):
-            store_ids = group[0].source.door.store_ids(ids)
-            given.append((group, store_ids, answer_kept_or_read(group, store_ids, self.breaker)))
-        return self._given(given, scorers, caller, route)
+        answers = self._answers(scorers, ids, caller, route, self.breaker)
+        assert answers is not None  # with a breaker, what is not kept is read
+        return answers
 
     def answers_at_once(
         self,
@@ -719,23 +708,26 @@ class Scoring:
         if not all(name in scorers for name in names):
             return None
         chosen = [scorers[name] for name in names]
-        given = []
-        for group in by_source(chosen):
-            store_ids = group[0].source.door.store_ids(ids)
-            if (kept := all_kept(group, store_ids)) is None:
-                return None
-            given.append((group, store_ids, kept))
-        return chosen, self._given(given, chosen, caller, route)
+        answers = self._answers(chosen, ids, caller, route, breaker=None)
+        return None if answers is None else (chosen, answers)
 
-    def _given(
+    def _answers(
         self,
-        given: list[tuple[list[TaskScorer], list[str], dict[str, list[dict]]]],
         scorers: Sequence[TaskScorer],
+        ids: Sequence[str],
         caller: str | None,
         route: str,
-    ) -> dict[str, list[dict]]:
-        """Log each group's answers, offer its challengers the same customers, audit the
-        call; the answers by task."""
+        breaker: StoreBreaker | None,
+    ) -> dict[str, list[dict]] | None:
+        """:meth:`answers`, reading through ``breaker``; with none, None unless every
+        answer is kept (and then nothing is logged)."""
+        given = []
+        for group in by_source(scorers):
+            store_ids = group[0].source.door.store_ids(ids)
+            answers = answer_kept_or_read(group, store_ids, breaker)
+            if answers is None:
+                return None
+            given.append((group, store_ids, answers))
         out: dict[str, list[dict]] = {}
         audited: list[str] = []
         challengers = self.champions.challengers

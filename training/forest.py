@@ -48,6 +48,7 @@ _ON_NAN, _ON_ZERO = 0, 1
 # Categories at or past this are "past every bitset" (and a C++ int cast would overflow).
 _CATEGORY_LIMIT = 2**31
 _WORD = 64
+# Rows a parallel task scores: enough to amortize its start, small enough to share cores.
 _ROWS_A_TASK = 512
 
 
